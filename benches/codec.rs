@@ -9,8 +9,7 @@ use chatgate::codec::{payload, ByteStr, Limits};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 
-const SEND_MESSAGE: &str =
-    r#"42["send-message",{"message":"Hello, how can I help you with the integral?","eventid":123}]"#;
+const SEND_MESSAGE: &str = r#"42["send-message",{"message":"Hello, how can I help you with the integral?","eventid":123}]"#;
 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec/decode");

@@ -1,4 +1,18 @@
 //! chatgate: a Socket.IO gateway for the live chat of booked tutoring sessions.
 //!
-//! The wire codec lives in its own crate, `chatgate-codec` (`codec/`), re-exported here as [`codec`].
+//! Layers, lowest first; a layer never imports one above it:
+//! - `chatgate-codec` (`codec/`, re-exported as [`codec`]): Engine.IO and Socket.IO packets. Pure.
+//! - [`server`]: TCP accept, HTTP/1.1 (hyper), routing by path.
+//! - [`engine`]: Engine.IO sessions over long-polling and WebSocket, heartbeats, upgrades.
+//! - [`socketio`]: Socket.IO namespaces, sockets, acks, rooms and broadcasts.
+//!
+//! Shared pieces: [`http`] (response helpers, origin policy), [`sharded`] (the lock-sharded map
+//! under the session and room tables).
+
 pub use chatgate_codec as codec;
+
+pub mod engine;
+pub mod http;
+pub mod server;
+pub mod sharded;
+pub mod socketio;

@@ -10,8 +10,21 @@ use std::ops::Deref;
 use bytes::Bytes;
 
 /// Immutable UTF-8 text backed by `Bytes`; cloning it is a reference-count increment.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteStr(Bytes);
+
+// Hashes as `str` does, so that maps keyed by `ByteStr` can be searched with a `&str` (`Borrow`).
+impl std::hash::Hash for ByteStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl std::borrow::Borrow<str> for ByteStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
 
 impl ByteStr {
     /// An empty string.

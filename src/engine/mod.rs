@@ -1,0 +1,346 @@
+//! The Engine.IO v4 server: sessions, their transports (HTTP long-polling and WebSocket, with the
+//! upgrade from one to the other), heartbeats and the HTTP rules of the protocol.
+//!
+//! This layer moves frames. It never looks inside a message: whatever sits above (Socket.IO, or the
+//! raw echo application of the conformance example) implements [`Handler`] and receives each
+//! session's messages in order. It never imports anything from the layers above.
+//!
+//! Files: `session.rs` (one session's state and heartbeat), `outbox.rs` (its outbound queue),
+//! `polling.rs` (GET/POST), `websocket.rs` (the WebSocket task), `error.rs` (HTTP refusals).
+
+pub mod error;
+pub mod outbox;
+pub mod polling;
+pub mod session;
+pub mod websocket;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatgate_codec::engine::{self as wire, Frame, Handshake};
+use chatgate_codec::{ByteStr, Limits};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::http::{self, Body, OriginPolicy};
+use crate::sharded::ShardedMap;
+pub use error::RequestError;
+pub use outbox::{Outgoing, PushError};
+pub use session::{CloseReason, Origin, Session, Transport};
+
+/// Work a handler could not finish at once. The transport awaits it before it reads the session's
+/// next message, so one client's messages are always handled in order, while its writes continue.
+pub type Pending = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What a handler made of a message.
+pub enum Dispatch {
+    /// Handled completely.
+    Done,
+    /// Still running; the session's next message waits for it.
+    Pending(Pending),
+}
+
+/// The application on top of Engine.IO: Socket.IO, or a raw echo server in the conformance example.
+pub trait Handler: Send + Sync + 'static {
+    /// Per-session state of the application.
+    type Conn: Send + Sync + 'static;
+
+    /// A session was opened (its open packet is on its way).
+    fn open(&self, session: Arc<Session>) -> Self::Conn;
+
+    /// A message arrived: text (without the Engine.IO type digit) or binary. To refuse the client,
+    /// call `Session::close`.
+    fn message(&self, conn: &Arc<Self::Conn>, frame: Frame) -> Dispatch;
+
+    /// Called at each ping the server sends: a cheap periodic hook (e.g. for a connect timeout).
+    fn heartbeat(&self, _conn: &Arc<Self::Conn>) {}
+
+    /// The session ended. Called exactly once.
+    fn close(&self, conn: &Arc<Self::Conn>, reason: CloseReason);
+}
+
+/// The settings of one Engine.IO endpoint.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The path prefix served, with slashes on both ends (default `/socket.io/`).
+    pub path: String,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Largest message or polling body accepted, in bytes; announced to clients as `maxPayload`.
+    pub max_payload: usize,
+    /// How long a WebSocket may take to finish the upgrade of a polling session.
+    pub upgrade_timeout: Duration,
+    /// Items a session's outbound queue holds before its client counts as a slow consumer.
+    pub outbox_capacity: usize,
+    /// Initial read buffer of each WebSocket; small keeps idle connections cheap, and it grows for a
+    /// large frame.
+    pub websocket_read_buffer: usize,
+    pub allow_polling: bool,
+    pub allow_websocket: bool,
+    pub origins: OriginPolicy,
+    /// Most sessions held at once; a handshake beyond it gets 503.
+    pub max_sessions: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            path: "/socket.io/".to_owned(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            upgrade_timeout: Duration::from_secs(10),
+            outbox_capacity: 1024,
+            websocket_read_buffer: 4096,
+            allow_polling: true,
+            allow_websocket: true,
+            origins: OriginPolicy::default(),
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// A live session and its application state.
+pub struct Entry<H: Handler> {
+    pub session: Arc<Session>,
+    pub conn: Arc<H::Conn>,
+}
+
+impl<H: Handler> Clone for Entry<H> {
+    fn clone(&self) -> Self {
+        Entry {
+            session: self.session.clone(),
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+/// One Engine.IO endpoint: its configuration, its application, and its sessions.
+pub struct Engine<H: Handler> {
+    config: EngineConfig,
+    limits: Limits,
+    handler: H,
+    sessions: ShardedMap<ByteStr, Entry<H>>,
+}
+
+impl<H: Handler> Engine<H> {
+    pub fn new(config: EngineConfig, handler: H) -> Arc<Self> {
+        let limits = Limits {
+            max_payload: config.max_payload,
+            ..Limits::DEFAULT
+        };
+        Arc::new(Engine {
+            config,
+            limits,
+            handler,
+            sessions: ShardedMap::for_this_machine(),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Asks every session to close (shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        for entry in self.sessions.values_cloned() {
+            entry.session.close(reason);
+        }
+    }
+
+    /// Serves one HTTP request under the endpoint's path.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Response<Body> {
+        let origin = match self.config.origins.check(req.headers()) {
+            Ok(origin) => origin.cloned(),
+            Err(http::ForeignOrigin) => return RequestError::Forbidden.response(),
+        };
+        let mut response = if req.method() == Method::OPTIONS {
+            preflight(&req)
+        } else {
+            match self.route(req, remote).await {
+                Ok(r) => r,
+                Err(e) => e.response(),
+            }
+        };
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            OriginPolicy::decorate(origin.as_ref(), &mut response);
+        }
+        response
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Result<Response<Body>, RequestError> {
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let transport = match http::query_param(&query, "transport") {
+            Some("polling") if self.config.allow_polling => Transport::Polling,
+            Some("websocket") if self.config.allow_websocket => Transport::WebSocket,
+            _ => return Err(RequestError::UnknownTransport),
+        };
+        if let Some(sid) = http::query_param(&query, "sid") {
+            let entry = self
+                .sessions
+                .get_cloned(sid)
+                .ok_or(RequestError::UnknownSid)?;
+            if entry.session.ping_expired(tokio::time::Instant::now()) {
+                entry.session.close(CloseReason::PingTimeout);
+            }
+            if entry.session.is_closed() {
+                // Closing, but its driver has not run yet: it is gone for every new request.
+                self.finish(&entry);
+                return Err(RequestError::UnknownSid);
+            }
+            return match transport {
+                Transport::WebSocket => websocket::upgrade(self, req, Some(entry), remote, query),
+                Transport::Polling if entry.session.transport() != Transport::Polling => {
+                    Err(RequestError::BadRequest)
+                }
+                Transport::Polling => match *req.method() {
+                    Method::GET => polling::get(&self, entry).await,
+                    Method::POST => polling::post(&self, entry, req).await,
+                    _ => Err(RequestError::BadRequest),
+                },
+            };
+        }
+        if req.method() != Method::GET {
+            return Err(RequestError::BadHandshakeMethod);
+        }
+        if http::query_param(&query, "EIO") != Some("4") {
+            return Err(RequestError::UnsupportedProtocolVersion);
+        }
+        if self.sessions.len() >= self.config.max_sessions {
+            return Err(RequestError::ServerFull);
+        }
+        match transport {
+            Transport::WebSocket => websocket::upgrade(self, req, None, remote, query),
+            Transport::Polling => Ok(polling::handshake(
+                &self,
+                Origin {
+                    remote,
+                    query: query.into(),
+                },
+            )),
+        }
+    }
+
+    /// Creates a session, lets the application attach its state, and registers it.
+    fn open(&self, transport: Transport, origin: Origin) -> Entry<H> {
+        let session = Arc::new(Session::new(
+            transport,
+            self.config.ping_interval,
+            self.config.ping_timeout,
+            self.config.outbox_capacity,
+            origin,
+        ));
+        let conn = Arc::new(self.handler.open(session.clone()));
+        let entry = Entry { session, conn };
+        self.sessions
+            .insert(entry.session.sid().clone(), entry.clone());
+        entry
+    }
+
+    /// The open packet for a new session.
+    fn open_frame(&self, session: &Session, upgrades: &[&str]) -> Frame {
+        wire::Packet::Open(Handshake {
+            sid: session.sid().to_string(),
+            upgrades: upgrades.iter().map(|u| (*u).to_owned()).collect(),
+            ping_interval: self.config.ping_interval.as_millis() as u64,
+            ping_timeout: self.config.ping_timeout.as_millis() as u64,
+            max_payload: self.config.max_payload as u64,
+        })
+        .encode()
+    }
+
+    /// Applies one packet from the client, whatever transport brought it.
+    fn receive(&self, entry: &Entry<H>, packet: wire::Packet) -> Dispatch {
+        match packet {
+            wire::Packet::Message(text) => self.handler.message(&entry.conn, Frame::Text(text)),
+            wire::Packet::Binary(bytes) => self.handler.message(&entry.conn, Frame::Binary(bytes)),
+            wire::Packet::Pong(_) => {
+                entry.session.pong(tokio::time::Instant::now());
+                Dispatch::Done
+            }
+            wire::Packet::Close => {
+                entry.session.close(CloseReason::TransportClose);
+                Dispatch::Done
+            }
+            // Pings come from servers; upgrade and noop mean nothing outside an upgrade.
+            wire::Packet::Ping(_) | wire::Packet::Upgrade | wire::Packet::Noop => Dispatch::Done,
+            wire::Packet::Open(_) => {
+                entry.session.close(CloseReason::TransportError);
+                Dispatch::Done
+            }
+        }
+    }
+
+    /// Runs the heartbeat step the session asks for; `Some(deadline)` while it goes on.
+    fn beat(&self, entry: &Entry<H>) -> Option<tokio::time::Instant> {
+        match entry.session.beat(tokio::time::Instant::now()) {
+            session::Beat::WaitUntil(t) => Some(t),
+            session::Beat::SendPing => {
+                self.handler.heartbeat(&entry.conn);
+                let _ = entry.session.send(Frame::Text(ByteStr::from_static("2")));
+                Some(entry.session.heartbeat_deadline())
+            }
+            session::Beat::TimedOut => {
+                entry.session.close(CloseReason::PingTimeout);
+                None
+            }
+        }
+    }
+
+    /// The end of a session: unregisters it and tells the application, once.
+    fn finish(&self, entry: &Entry<H>) {
+        if !entry.session.finish() {
+            return;
+        }
+        entry.session.close(CloseReason::TransportClose);
+        let reason = entry
+            .session
+            .close_reason()
+            .unwrap_or(CloseReason::TransportClose);
+        self.sessions.remove(entry.session.sid().as_str());
+        tracing::debug!(sid = %entry.session.sid(), %reason, "session closed");
+        self.handler.close(&entry.conn, reason);
+    }
+}
+
+/// The answer to a CORS preflight (the origin itself was checked by the caller).
+fn preflight(req: &Request<Incoming>) -> Response<Body> {
+    use hyper::header::{self, HeaderValue};
+    let mut r = http::response(StatusCode::NO_CONTENT, "text/plain", bytes::Bytes::new());
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}

@@ -1,0 +1,162 @@
+//! `Outbox`: one session's bounded queue of frames waiting to be written.
+//!
+//! Anyone may push (the session's own handlers, a broadcast from another connection's task); one
+//! writer drains: the WebSocket task, or the pending long-poll GET. The writer takes everything queued
+//! in one lock and writes it as one batch, so a burst costs one wake-up and one flush, not one per frame.
+//!
+//! A `std::sync::Mutex` around a `VecDeque` rather than a channel: pushes never await (a broadcast must
+//! never wait for a peer), the lock is held for a push or a swap only, and an idle outbox holds no
+//! buffer at all (a channel keeps a block of slots allocated per connection).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chatgate_codec::engine::Frame;
+use tokio::sync::Notify;
+
+/// What a writer sends: one frame, or several that must stay together (a binary packet's header and
+/// its attachments, which another sender's frames must not split).
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    One(Frame),
+    Many(Arc<[Frame]>),
+}
+
+impl Outgoing {
+    /// The frames, in order.
+    pub fn frames(&self) -> &[Frame] {
+        match self {
+            Outgoing::One(f) => std::slice::from_ref(f),
+            Outgoing::Many(fs) => fs,
+        }
+    }
+}
+
+impl From<Frame> for Outgoing {
+    fn from(frame: Frame) -> Self {
+        Outgoing::One(frame)
+    }
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue holds `capacity` items: the reader is not keeping up.
+    Full,
+    /// The session is closed.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    queue: Mutex<VecDeque<Outgoing>>,
+    ready: Notify,
+    closed: AtomicBool,
+    capacity: usize,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Outbox {
+        Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+            capacity,
+        }
+    }
+
+    /// Queues `item` without waiting. Never blocks on the reader.
+    pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PushError::Closed);
+        }
+        {
+            let mut queue = self.lock();
+            if queue.len() >= self.capacity {
+                return Err(PushError::Full);
+            }
+            queue.push_back(item);
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    pub fn push_frame(&self, frame: Frame) -> Result<(), PushError> {
+        self.push(Outgoing::One(frame))
+    }
+
+    /// Moves everything queued into `into` (which should be empty), in one lock.
+    pub fn drain_into(&self, into: &mut VecDeque<Outgoing>) {
+        let mut queue = self.lock();
+        std::mem::swap(&mut *queue, into);
+    }
+
+    /// Number of items waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until something may have been pushed, or the outbox was closed. Spurious wake-ups are
+    /// possible; the writer drains and finds nothing.
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+
+    /// Refuses further pushes and wakes the writer.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Wakes the writer without pushing (for example to end a long-poll during an upgrade).
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Outgoing>> {
+        // A panic while holding this lock leaves a queue of frames, which is still consistent.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatgate_codec::ByteStr;
+
+    fn text(s: &'static str) -> Frame {
+        Frame::Text(ByteStr::from_static(s))
+    }
+
+    #[test]
+    fn bounded_and_closable() {
+        let outbox = Outbox::new(2);
+        outbox.push_frame(text("4a")).unwrap();
+        outbox.push_frame(text("4b")).unwrap();
+        assert_eq!(outbox.push_frame(text("4c")), Err(PushError::Full));
+        let mut batch = VecDeque::new();
+        outbox.drain_into(&mut batch);
+        assert_eq!(batch.len(), 2);
+        assert!(outbox.is_empty());
+        outbox.close();
+        assert_eq!(outbox.push_frame(text("4d")), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_push_before_the_wait_is_not_lost() {
+        let outbox = Outbox::new(4);
+        outbox.push_frame(text("4a")).unwrap();
+        // The permit stored by notify_one wakes the next waiter at once.
+        outbox.ready().await;
+        assert_eq!(outbox.len(), 1);
+    }
+}

@@ -1,0 +1,259 @@
+//! The WebSocket transport: the HTTP upgrade, the probe that moves a polling session over, and the one
+//! task that then reads, writes and keeps the heartbeat of the connection.
+//!
+//! The task waits on four things at once: the application's pending work for the last message (so
+//! messages are handled in order), the session's outbox (drained whole and flushed once per wake-up),
+//! the next frame from the client (only when no work is pending), and the heartbeat deadline.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chatgate_codec::engine::{self as wire, Frame};
+use chatgate_codec::ByteStr;
+use futures_util::{SinkExt, StreamExt};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::upgrade::Upgraded;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::{
+    CloseReason, Dispatch, Engine, Entry, Handler, Origin, Pending, RequestError, Transport,
+};
+use crate::http::Body;
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Answers a WebSocket upgrade request with 101 and starts the connection's task.
+pub(super) fn upgrade<H: Handler>(
+    engine: Arc<Engine<H>>,
+    req: Request<Incoming>,
+    entry: Option<Entry<H>>,
+    remote: SocketAddr,
+    query: String,
+) -> Result<Response<Body>, RequestError> {
+    let headers = req.headers();
+    let wants_websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = headers.get(header::SEC_WEBSOCKET_KEY);
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let (true, Some(key), true) = (wants_websocket, key, version_ok) else {
+        return Err(RequestError::BadRequest);
+    };
+    let accept = derive_accept_key(key.as_bytes());
+
+    let config = engine.config.clone();
+    let mut ws_config = WebSocketConfig::default();
+    ws_config.read_buffer_size = config.websocket_read_buffer;
+    // Frames are queued by `feed` and written by one `flush` per batch; never write earlier.
+    ws_config.write_buffer_size = 64 * 1024;
+    ws_config.max_message_size = Some(config.max_payload);
+    ws_config.max_frame_size = Some(config.max_payload);
+
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        run(
+            engine,
+            ws,
+            entry,
+            Origin {
+                remote,
+                query: query.into(),
+            },
+        )
+        .await;
+    });
+
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).map_err(|_| RequestError::BadRequest)?,
+    );
+    Ok(response)
+}
+
+async fn run<H: Handler>(
+    engine: Arc<Engine<H>>,
+    mut ws: Socket,
+    entry: Option<Entry<H>>,
+    origin: Origin,
+) {
+    let entry = match entry {
+        None => {
+            let entry = engine.open(Transport::WebSocket, origin);
+            let open = engine.open_frame(&entry.session, &[]);
+            // The open packet goes out alone, flushed, before anything else.
+            if ws.send(message(&open)).await.is_err() {
+                entry.session.close(CloseReason::TransportError);
+                engine.finish(&entry);
+                return;
+            }
+            entry
+        }
+        Some(entry) => {
+            if !entry.session.begin_upgrade() {
+                // Already upgraded, or another probe is running: accept, then close this one.
+                let _ = ws.close(None).await;
+                return;
+            }
+            let timeout = engine.config.upgrade_timeout;
+            match tokio::time::timeout(timeout, probe(&mut ws, &entry)).await {
+                Ok(Ok(())) => entry.session.complete_upgrade(),
+                _ => {
+                    entry.session.abort_upgrade();
+                    let _ = ws.close(None).await;
+                    return;
+                }
+            }
+            entry
+        }
+    };
+    let reason = drive(&engine, &mut ws, &entry).await;
+    entry.session.close(reason);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+    engine.finish(&entry);
+}
+
+/// The upgrade handshake on the new WebSocket: `2probe` -> `3probe`, then `5`. Meanwhile the polling
+/// transport keeps working, and a waiting long-poll is released with a noop.
+async fn probe<H: Handler>(ws: &mut Socket, entry: &Entry<H>) -> Result<(), ()> {
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.as_str() == "2probe" => {}
+        _ => return Err(()),
+    }
+    ws.send(Message::text("3probe")).await.map_err(|_| ())?;
+    entry.session.outbox().wake();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str() == "5" => return Ok(()),
+            Some(Ok(Message::Text(t))) if t.as_str() == "6" => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return Err(()),
+        }
+    }
+}
+
+fn message(frame: &Frame) -> Message {
+    match frame {
+        // SAFETY: a `ByteStr` holds valid UTF-8 by construction.
+        Frame::Text(text) => {
+            Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(text.as_bytes().clone()) })
+        }
+        Frame::Binary(bytes) => Message::Binary(bytes.clone()),
+    }
+}
+
+/// Runs the connection until it ends; returns why.
+async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>) -> CloseReason {
+    let session = &*entry.session;
+    let mut batch = VecDeque::new();
+    let mut pending: Option<Pending> = None;
+    let sleep = tokio::time::sleep_until(session.heartbeat_deadline());
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            biased;
+            () = async { pending.as_mut().expect("guarded by the branch condition").await }, if pending.is_some() => {
+                pending = None;
+            }
+            () = session.outbox().ready() => {
+                session.outbox().drain_into(&mut batch);
+                for item in batch.drain(..) {
+                    for frame in item.frames() {
+                        if ws.feed(message(frame)).await.is_err() {
+                            return CloseReason::TransportError;
+                        }
+                    }
+                }
+                if ws.flush().await.is_err() {
+                    return CloseReason::TransportError;
+                }
+                // Keep no large buffer while idle.
+                if batch.capacity() > 64 {
+                    batch = VecDeque::new();
+                }
+                if let Some(reason) = session.close_reason() {
+                    return reason;
+                }
+            }
+            incoming = ws.next(), if pending.is_none() => {
+                let packet = match incoming {
+                    None | Some(Ok(Message::Close(_))) => return CloseReason::TransportClose,
+                    Some(Err(e)) => {
+                        tracing::debug!(sid = %session.sid(), error = %e, "websocket read failed");
+                        return CloseReason::TransportError;
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        match ByteStr::from_utf8(Bytes::from(text)) {
+                            Ok(text) => wire::Packet::decode_text(text, engine.limits()),
+                            Err(_) => return CloseReason::TransportError,
+                        }
+                    }
+                    Some(Ok(Message::Binary(bytes))) => wire::Packet::decode_binary(bytes, engine.limits()),
+                    Some(Ok(_)) => continue, // WebSocket ping/pong: tungstenite answers them.
+                };
+                let packet = match packet {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::debug!(sid = %session.sid(), error = %e, "malformed engine.io packet");
+                        return CloseReason::TransportError;
+                    }
+                };
+                let is_pong = matches!(packet, wire::Packet::Pong(_));
+                if let Dispatch::Pending(work) = engine.receive(entry, packet) {
+                    pending = Some(work);
+                }
+                if is_pong {
+                    sleep.as_mut().reset(session.heartbeat_deadline());
+                }
+                if let Some(reason) = session.close_reason() {
+                    // Let what is queued (e.g. a disconnect packet) go out first.
+                    flush_outbox(ws, session).await;
+                    return reason;
+                }
+            }
+            () = &mut sleep => {
+                match engine.beat(entry) {
+                    Some(deadline) => sleep.as_mut().reset(deadline),
+                    None => return session.close_reason().unwrap_or(CloseReason::PingTimeout),
+                }
+            }
+        }
+    }
+}
+
+async fn flush_outbox(ws: &mut Socket, session: &super::Session) {
+    let mut batch = VecDeque::new();
+    session.outbox().drain_into(&mut batch);
+    for item in &batch {
+        for frame in item.frames() {
+            if ws.feed(message(frame)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = ws.flush().await;
+}

@@ -1,0 +1,288 @@
+//! The Socket.IO v5 server, on top of the Engine.IO layer: namespaces, sockets, events,
+//! acknowledgements (both ways), binary packets, rooms and broadcasts.
+//!
+//! It implements `engine::Handler`: each Engine.IO message becomes a Socket.IO packet (through the
+//! codec's `Decoder`) and goes to the socket of its namespace. Applications register a [`Namespace`]
+//! per namespace name. This layer knows nothing of the chat; the engine knows nothing of it.
+//!
+//! Files: `client.rs` (one Engine.IO session's decoder and sockets), `socket.rs` (one namespace
+//! connection), `rooms.rs` (the sharded room table and the broadcast loop).
+
+pub mod client;
+pub mod rooms;
+pub mod socket;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chatgate_codec::engine::Frame;
+use chatgate_codec::socket::{Kind, Packet};
+use chatgate_codec::{ByteStr, Limits};
+use serde_json::value::RawValue;
+
+use crate::engine::{self, CloseReason, Dispatch, Session};
+pub use client::Client;
+pub use rooms::Rooms;
+pub use socket::{packet_item, text_frame, AckError, EmitError, Socket};
+
+/// Why a socket left its namespace. The text is the one the Socket.IO documentation gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The Engine.IO session ended.
+    Session(CloseReason),
+    /// The client sent DISCONNECT for this namespace.
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket.
+    ServerNamespaceDisconnect,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Session(r) => r.as_str(),
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+        }
+    }
+}
+
+/// A namespace's refusal of a CONNECT: the client receives CONNECT_ERROR with this message (and
+/// `data`, if given, as the error's `data` field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub data: Option<serde_json::Value>,
+}
+
+impl Refusal {
+    pub fn new(message: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+/// An event from a client.
+#[derive(Debug)]
+pub struct IncomingEvent {
+    pub name: String,
+    /// The whole packet: `data` is the JSON array (name first), `attachments` its binary parts.
+    pub packet: Packet,
+}
+
+impl IncomingEvent {
+    /// The acknowledgement id, when the client asked for one.
+    pub fn ack_id(&self) -> Option<u64> {
+        self.packet.id
+    }
+
+    /// The arguments after the event name, as raw JSON.
+    pub fn args(&self) -> Vec<&RawValue> {
+        self.packet.event().map(|e| e.args).unwrap_or_default()
+    }
+
+    pub fn attachments(&self) -> &[Bytes] {
+        &self.packet.attachments
+    }
+}
+
+/// The application side of one namespace.
+pub trait Namespace: Send + Sync + 'static {
+    /// A client asks to connect, with its CONNECT payload. Refusing sends CONNECT_ERROR.
+    fn connect(&self, _socket: &Arc<Socket>, _auth: Option<&RawValue>) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// The client is connected and has been told so.
+    fn connected(&self, _socket: &Arc<Socket>) {}
+
+    /// An event arrived. Events of one client are handled in order: a `Pending` result holds the
+    /// client's next packet until it completes.
+    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent) -> Dispatch;
+
+    /// The socket left the namespace. Called once per socket.
+    fn disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
+}
+
+/// A registered namespace: its name, its application, its rooms.
+pub struct NamespaceEntry {
+    pub name: ByteStr,
+    pub handler: Arc<dyn Namespace>,
+    pub rooms: Rooms,
+}
+
+/// Socket.IO settings.
+#[derive(Debug, Clone)]
+pub struct SocketIoConfig {
+    /// A client that joins no namespace within this time is disconnected. Checked at each heartbeat,
+    /// so the effective limit is at most one `pingInterval` later.
+    pub connect_timeout: Duration,
+    /// Bounds on decoded packets (payload size, attachments, JSON depth).
+    pub limits: Limits,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            connect_timeout: Duration::from_secs(45),
+            limits: Limits::DEFAULT,
+        }
+    }
+}
+
+/// The Socket.IO server: the namespaces an application registered.
+pub struct SocketIo {
+    config: SocketIoConfig,
+    namespaces: HashMap<ByteStr, Arc<NamespaceEntry>>,
+}
+
+impl SocketIo {
+    pub fn new(config: SocketIoConfig) -> SocketIo {
+        SocketIo {
+            config,
+            namespaces: HashMap::new(),
+        }
+    }
+
+    /// Registers `handler` for the namespace `name` (for example `/`).
+    pub fn namespace(mut self, name: &str, handler: Arc<dyn Namespace>) -> SocketIo {
+        let name = ByteStr::from(name.to_owned());
+        self.namespaces.insert(
+            name.clone(),
+            Arc::new(NamespaceEntry {
+                name,
+                handler,
+                rooms: Rooms::default(),
+            }),
+        );
+        self
+    }
+
+    /// The registered namespace `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<NamespaceEntry>> {
+        self.namespaces.get(name)
+    }
+
+    fn connect(&self, client: &Arc<Client>, packet: Packet) {
+        let nsp = packet.nsp.clone();
+        let Some(entry) = self.namespaces.get(&nsp) else {
+            send_connect_error(client.session(), &nsp, &Refusal::new("Invalid namespace"));
+            return;
+        };
+        if let Some(existing) = client.socket(&nsp) {
+            // A repeated CONNECT: confirm the existing socket rather than open a second one.
+            send_connect_ok(&existing);
+            return;
+        }
+        let auth = packet.data.clone();
+        let socket = Arc::new(Socket::new(entry.clone(), client, auth));
+        let auth_raw: Option<&RawValue> = packet
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok());
+        match entry.handler.connect(&socket, auth_raw) {
+            Ok(()) => {
+                client.add(socket.clone());
+                send_connect_ok(&socket);
+                entry.handler.connected(&socket);
+            }
+            Err(refusal) => send_connect_error(client.session(), &nsp, &refusal),
+        }
+    }
+
+    fn dispatch(&self, client: &Arc<Client>, packet: Packet) -> Dispatch {
+        match packet.kind {
+            Kind::Connect => {
+                self.connect(client, packet);
+                Dispatch::Done
+            }
+            Kind::Disconnect => {
+                if let Some(socket) = client.forget(&packet.nsp) {
+                    socket.closed(DisconnectReason::ClientNamespaceDisconnect);
+                }
+                Dispatch::Done
+            }
+            Kind::Event | Kind::BinaryEvent => {
+                // Packets for a namespace the client has not joined are dropped, as the reference
+                // server does.
+                let Some(socket) = client.socket(&packet.nsp) else {
+                    return Dispatch::Done;
+                };
+                let Some(name) = packet.event().map(|e| e.name) else {
+                    return Dispatch::Done;
+                };
+                let handler = socket_handler(&socket);
+                handler.event(&socket, IncomingEvent { name, packet })
+            }
+            Kind::Ack | Kind::BinaryAck => {
+                if let Some(socket) = client.socket(&packet.nsp) {
+                    socket.resolve_ack(packet);
+                }
+                Dispatch::Done
+            }
+            Kind::ConnectError => {
+                // Only servers send CONNECT_ERROR.
+                client.session().close(CloseReason::ParseError);
+                Dispatch::Done
+            }
+        }
+    }
+}
+
+fn socket_handler(socket: &Socket) -> Arc<dyn Namespace> {
+    socket_namespace(socket).handler.clone()
+}
+
+fn socket_namespace(socket: &Socket) -> &NamespaceEntry {
+    socket.namespace_entry()
+}
+
+fn send_connect_ok(socket: &Socket) {
+    let data = format!(r#"{{"sid":"{}"}}"#, socket.id());
+    let packet = Packet::new(Kind::Connect, ByteStr::from(socket.nsp().to_owned())).with_data(data);
+    let _ = socket.send(packet_item(&packet));
+}
+
+fn send_connect_error(session: &Session, nsp: &ByteStr, refusal: &Refusal) {
+    let mut body = serde_json::json!({ "message": refusal.message });
+    if let Some(data) = &refusal.data {
+        body["data"] = data.clone();
+    }
+    let packet = Packet::new(Kind::ConnectError, nsp.clone()).with_data(body.to_string());
+    let _ = session.send(packet_item(&packet));
+}
+
+impl engine::Handler for SocketIo {
+    type Conn = Arc<Client>;
+
+    fn open(&self, session: Arc<Session>) -> Arc<Client> {
+        Arc::new(Client::new(session, self.config.limits))
+    }
+
+    fn message(&self, client: &Arc<Arc<Client>>, frame: Frame) -> Dispatch {
+        match client.decode(frame) {
+            Ok(Some(packet)) => self.dispatch(client, packet),
+            Ok(None) => Dispatch::Done,
+            Err(e) => {
+                tracing::debug!(sid = %client.sid(), error = %e, "malformed socket.io packet");
+                client.session().close(CloseReason::ParseError);
+                Dispatch::Done
+            }
+        }
+    }
+
+    fn heartbeat(&self, client: &Arc<Arc<Client>>) {
+        if client.connect_overdue(self.config.connect_timeout) {
+            client.session().close(CloseReason::ForcedClose);
+        }
+    }
+
+    fn close(&self, client: &Arc<Arc<Client>>, reason: CloseReason) {
+        for socket in client.take_all() {
+            socket.closed(DisconnectReason::Session(reason));
+        }
+    }
+}

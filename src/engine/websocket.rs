@@ -204,7 +204,7 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
                     None | Some(Ok(Message::Close(_))) => return CloseReason::TransportClose,
                     Some(Err(e)) => {
                         tracing::debug!(sid = %session.sid(), error = %e, "websocket read failed");
-                        return CloseReason::TransportError;
+                        return read_error_reason(&e);
                     }
                     Some(Ok(Message::Text(text))) => {
                         match ByteStr::from_utf8(Bytes::from(text)) {
@@ -242,6 +242,21 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
                 }
             }
         }
+    }
+}
+
+/// A connection that simply went away is a "transport close", as Socket.IO names it; a client that
+/// broke the WebSocket protocol (oversized or malformed frames) is a "transport error".
+fn read_error_reason(e: &tokio_tungstenite::tungstenite::Error) -> CloseReason {
+    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
+    match e {
+        Error::ConnectionClosed
+        | Error::AlreadyClosed
+        | Error::Io(_)
+        | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            CloseReason::TransportClose
+        }
+        _ => CloseReason::TransportError,
     }
 }
 

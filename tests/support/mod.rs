@@ -1,0 +1,118 @@
+//! Shared test fixtures: an in-process server on an ephemeral port, the test application the
+//! engine-level tests talk to, and runners for the real JavaScript and Python clients.
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod echo_app;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use chatgate::server::{self, Router, ServerConfig};
+use tokio::sync::oneshot;
+
+/// A server running on a tokio task; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn start(router: Router) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral port on loopback");
+    let addr = listener.local_addr().expect("bound address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(
+        listener,
+        router,
+        ServerConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    TestServer {
+        addr,
+        stop: Some(stop),
+    }
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Runs a client script to completion (bounded by `limit`) and returns its output. The scripts
+/// assert on their own and exit non-zero with a message on failure.
+pub async fn run_client(program: &str, script: &str, args: &[&str], limit: Duration) -> Output {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg(repo_path(script)).args(args).kill_on_drop(true);
+    match tokio::time::timeout(limit, cmd.output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => {
+            panic!("cannot run {program} {script}: {e} (did scripts/test install the clients?)")
+        }
+        Err(_) => panic!("{program} {script} did not finish within {limit:?}"),
+    }
+}
+
+/// Runs a Node.js client script from `tests/clients/` and asserts it succeeded.
+pub async fn node(script: &str, args: &[&str]) -> String {
+    let out = run_client(
+        "node",
+        &format!("tests/clients/{script}"),
+        args,
+        Duration::from_secs(60),
+    )
+    .await;
+    check(script, out)
+}
+
+/// The Python of the test virtualenv (made by scripts/test), or `python3` if there is none.
+pub fn python_program() -> String {
+    let venv = repo_path("target/pyenv/bin/python");
+    if venv.exists() {
+        venv.to_string_lossy().into_owned()
+    } else {
+        "python3".to_owned()
+    }
+}
+
+/// Runs a Python client script from `tests/clients/` and asserts it succeeded.
+pub async fn python(script: &str, args: &[&str]) -> String {
+    let program = python_program();
+    let out = run_client(
+        &program,
+        &format!("tests/clients/{script}"),
+        args,
+        Duration::from_secs(60),
+    )
+    .await;
+    check(script, out)
+}
+
+fn check(script: &str, out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    stdout
+}

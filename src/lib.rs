@@ -5,14 +5,23 @@
 //! - [`server`]: TCP accept, HTTP/1.1 (hyper), routing by path.
 //! - [`engine`]: Engine.IO sessions over long-polling and WebSocket, heartbeats, upgrades.
 //! - [`socketio`]: Socket.IO namespaces, sockets, acks, rooms and broadcasts.
+//! - [`chat`]: the tutor/tutee chat of the seed, as a namespace; [`directory`] answers who may join
+//!   (PostgreSQL or the embedded demo), [`auth`] who a client is (JWT or trust).
 //!
 //! Shared pieces: [`http`] (response helpers, origin policy), [`sharded`] (the lock-sharded map
 //! under the session and room tables).
 
 pub use chatgate_codec as codec;
 
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod demo;
+pub mod directory;
 pub mod engine;
 pub mod http;
+pub mod migrate;
 pub mod server;
 pub mod sharded;
 pub mod socketio;

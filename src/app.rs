@@ -1,0 +1,199 @@
+//! Assembles the gateway from its settings: directory, authentication, the chat namespace, the
+//! Engine.IO endpoint and the demo page, and runs it until a shutdown signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{AuthMode, JwtVerifier};
+use crate::chat::{Chat, ChatConfig};
+use crate::config::{AuthArg, ServeArgs};
+use crate::demo::DemoPage;
+use crate::directory::demo::DemoDirectory;
+use crate::directory::postgres::{PostgresConfig, PostgresDirectory};
+use crate::directory::{Directory, DirectoryError};
+use crate::engine::{CloseReason, Engine, EngineConfig};
+use crate::http::OriginPolicy;
+use crate::server::{self, Router, ServerConfig};
+use crate::socketio::{SocketIo, SocketIoConfig};
+
+/// Why the gateway would not start; each says what to change.
+#[derive(Debug)]
+pub enum StartError {
+    MissingJwtSecret,
+    Directory(DirectoryError),
+    Listen(std::net::SocketAddr, std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::MissingJwtSecret => f.write_str(
+                "JWT authentication needs a secret: set --jwt-secret (or CHATGATE_JWT_SECRET), \
+                 or pass --auth trust to believe the userid clients send (development only)",
+            ),
+            StartError::Directory(e) => write!(f, "{e}"),
+            StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The assembled gateway.
+pub struct Gateway {
+    pub router: Router,
+    pub engine: Arc<Engine<SocketIo>>,
+    pub auth: &'static str,
+    pub demo: bool,
+}
+
+/// Which authentication the settings ask for (CONTRACT.md: `jwt` by default with a database,
+/// `trust` with the demo directory; a database without a secret and without `--auth trust` is an
+/// error, never a silent downgrade).
+pub fn auth_mode(args: &ServeArgs) -> Result<AuthMode, StartError> {
+    let jwt = |secret: &Option<String>| match secret {
+        Some(s) if !s.is_empty() => Ok(AuthMode::Jwt(JwtVerifier::new(s.as_bytes()))),
+        _ => Err(StartError::MissingJwtSecret),
+    };
+    match (args.auth, &args.database_url) {
+        (Some(AuthArg::Trust), _) => Ok(AuthMode::Trust),
+        (Some(AuthArg::Jwt), _) | (None, Some(_)) => jwt(&args.jwt_secret),
+        (None, None) if args.jwt_secret.is_some() => jwt(&args.jwt_secret),
+        (None, None) => Ok(AuthMode::Trust),
+    }
+}
+
+/// The directory the settings ask for.
+pub fn directory(args: &ServeArgs) -> Result<Arc<dyn Directory>, StartError> {
+    match &args.database_url {
+        None => Ok(Arc::new(DemoDirectory::default())),
+        Some(url) => {
+            let config = PostgresConfig {
+                url: url.clone(),
+                pool_size: args.db_pool_size,
+                connect_timeout: Duration::from_millis(args.db_connect_timeout_ms),
+                query_timeout: Duration::from_millis(args.db_query_timeout_ms),
+                event_query: args.event_query.clone(),
+                user_query: args.user_query.clone(),
+            };
+            Ok(Arc::new(
+                PostgresDirectory::new(&config).map_err(StartError::Directory)?,
+            ))
+        }
+    }
+}
+
+pub fn engine_config(args: &ServeArgs) -> EngineConfig {
+    let mut path = args.path.clone();
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    if !path.ends_with('/') {
+        path.push('/');
+    }
+    EngineConfig {
+        path,
+        ping_interval: Duration::from_millis(args.ping_interval_ms),
+        ping_timeout: Duration::from_millis(args.ping_timeout_ms),
+        max_payload: args.max_payload,
+        outbox_capacity: args.outbox_capacity,
+        origins: OriginPolicy::new(args.cors_origins.iter().cloned()),
+        max_sessions: args.max_connections,
+        ..EngineConfig::default()
+    }
+}
+
+/// Builds the gateway with the directory given (tests pass their own).
+pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gateway, StartError> {
+    let auth = auth_mode(args)?;
+    let auth_name = auth.name();
+    let chat = Chat::new(
+        directory,
+        auth,
+        ChatConfig {
+            max_message_chars: args.max_message_chars,
+        },
+    );
+    let config = engine_config(args);
+    let limits = chatgate_codec::Limits {
+        max_payload: args.max_payload,
+        ..chatgate_codec::Limits::DEFAULT
+    };
+    let socketio = SocketIo::new(SocketIoConfig {
+        limits,
+        ..SocketIoConfig::default()
+    })
+    .namespace("/", chat);
+    let path = config.path.clone();
+    let engine = Engine::new(config, socketio);
+    let router = Router::new()
+        .route(path, engine.clone())
+        .route("/", Arc::new(DemoPage));
+    Ok(Gateway {
+        router,
+        engine,
+        auth: auth_name,
+        demo: args.database_url.is_none(),
+    })
+}
+
+/// Runs the gateway until SIGINT or SIGTERM, then closes every session and waits (at most the grace
+/// period) for their queues to drain.
+pub async fn run(args: ServeArgs) -> Result<(), StartError> {
+    let gateway = assemble(&args, directory(&args)?)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| StartError::Listen(args.listen, e))?;
+    let local = listener.local_addr().unwrap_or(args.listen);
+    tracing::info!(listen = %local, auth = gateway.auth, "chatgate listening");
+    if gateway.demo {
+        for line in DemoDirectory::describe() {
+            tracing::info!("{line}");
+        }
+        let host = if local.ip().is_unspecified() {
+            format!("127.0.0.1:{}", local.port())
+        } else {
+            local.to_string()
+        };
+        tracing::info!(
+            "demo page: http://{host}/ (open it in two tabs, join event 101 as tutor and as tutee)"
+        );
+        tracing::info!("clients connect with io('http://{host}')");
+    }
+    server::serve(
+        listener,
+        gateway.router,
+        ServerConfig::default(),
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!(sessions = gateway.engine.session_count(), "shutting down");
+    gateway.engine.close_all(CloseReason::ServerShutdown);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_secs);
+    while gateway.engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(left = gateway.engine.session_count(), "stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

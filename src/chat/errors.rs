@@ -1,0 +1,82 @@
+//! Every `chat-error` the chat sends, in one place. The strings of the seed (`chat-api.md`) are the
+//! public interface and are reproduced to the letter; the others cover cases the seed leaves open.
+
+/// A refusal of a client's chat event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatError {
+    /// `eventid` or `userid` missing, or not an integer in PostgreSQL's `integer` range.
+    MissingIds,
+    EventNotFound,
+    /// Not the holder of the named seat, an unknown role, or a userid other than the token's.
+    Unauthorized,
+    NotInRoom,
+    EventIdMismatch,
+    EmptyMessage,
+    /// `message` is present but not a string.
+    MessageNotText,
+    /// `message` is longer than the configured maximum (in characters).
+    MessageTooLong {
+        max: usize,
+    },
+    /// `is_typing` is missing or not a boolean.
+    BadTyping,
+    /// The directory failed during a join.
+    FailedToJoin,
+    FailedToSend,
+    FailedToLeave,
+    /// Too many events in a short time (per-socket rate limit).
+    RateLimited,
+}
+
+impl ChatError {
+    pub fn message(&self) -> String {
+        match self {
+            ChatError::MissingIds => "Missing eventid or userid".into(),
+            ChatError::EventNotFound => "Event not found".into(),
+            ChatError::Unauthorized => "Unauthorized: You are not part of this event".into(),
+            ChatError::NotInRoom => "Not in any chat room".into(),
+            ChatError::EventIdMismatch => "Event ID mismatch".into(),
+            ChatError::EmptyMessage => "Empty message".into(),
+            ChatError::MessageNotText => "Invalid message: must be a string".into(),
+            ChatError::MessageTooLong { max } => {
+                format!("Message too long: at most {max} characters")
+            }
+            ChatError::BadTyping => {
+                "Invalid typing indicator: is_typing must be true or false".into()
+            }
+            ChatError::FailedToJoin => "Failed to join chat".into(),
+            ChatError::FailedToSend => "Failed to send message".into(),
+            ChatError::FailedToLeave => "Failed to leave chat".into(),
+            ChatError::RateLimited => "Rate limit exceeded".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ChatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for ChatError {}
+
+#[cfg(test)]
+mod tests {
+    use super::ChatError::*;
+
+    #[test]
+    fn seed_strings_to_the_letter() {
+        assert_eq!(MissingIds.message(), "Missing eventid or userid");
+        assert_eq!(EventNotFound.message(), "Event not found");
+        assert_eq!(
+            Unauthorized.message(),
+            "Unauthorized: You are not part of this event"
+        );
+        assert_eq!(NotInRoom.message(), "Not in any chat room");
+        assert_eq!(EventIdMismatch.message(), "Event ID mismatch");
+        assert_eq!(EmptyMessage.message(), "Empty message");
+        assert_eq!(FailedToJoin.message(), "Failed to join chat");
+        assert_eq!(FailedToSend.message(), "Failed to send message");
+        assert_eq!(FailedToLeave.message(), "Failed to leave chat");
+    }
+}

@@ -1,0 +1,144 @@
+//! `join-chat` `{eventid, userid, role}`: authorize against the directory, leave the current chat if
+//! it is another one, join `chat_{eventid}`, tell the joiner (`chat-joined`) and the others
+//! (`user-joined-chat`).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::payload::{self, Fields};
+use super::state::{room_name, Membership};
+use super::{chat_state, leave, refuse, reply, Chat, ChatError, Encoded};
+use crate::auth::AuthMode;
+use crate::directory::{Role, Seat};
+use crate::engine::Dispatch;
+use crate::socketio::Socket;
+
+#[derive(Serialize)]
+struct ChatJoined {
+    eventid: i32,
+    member_count: usize,
+    role: &'static str,
+}
+
+#[derive(Serialize)]
+struct UserJoined {
+    userid: i32,
+    role: &'static str,
+    member_count: usize,
+}
+
+/// A join request that passed the checks that need no directory.
+struct Request {
+    eventid: i32,
+    userid: i32,
+    role: Role,
+}
+
+fn check(chat: &Chat, socket: &Socket, fields: Option<Fields<'_>>) -> Result<Request, ChatError> {
+    let fields = fields.ok_or(ChatError::MissingIds)?;
+    let (Some(eventid), Some(userid)) = (payload::id(fields.eventid), payload::id(fields.userid))
+    else {
+        return Err(ChatError::MissingIds);
+    };
+    let role = payload::string(fields.role)
+        .ok()
+        .flatten()
+        .and_then(|r| Role::parse(&r))
+        .ok_or(ChatError::Unauthorized)?;
+    if let AuthMode::Jwt(_) = chat.auth {
+        if chat_state(socket).token_user != Some(userid) {
+            return Err(ChatError::Unauthorized);
+        }
+    }
+    Ok(Request {
+        eventid,
+        userid,
+        role,
+    })
+}
+
+pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+    let request = match check(chat, socket, payload::fields(args)) {
+        Ok(r) => r,
+        Err(e) => {
+            refuse(socket, ack, e);
+            return Dispatch::Done;
+        }
+    };
+    let directory = chat.directory.clone();
+    let socket = socket.clone();
+    Dispatch::Pending(Box::pin(async move {
+        let seat = directory
+            .seat(request.eventid, request.userid, request.role)
+            .await;
+        match seat {
+            Ok(Seat::Granted { name }) => enter(&socket, request, name, ack),
+            Ok(Seat::EventNotFound) => refuse(&socket, ack, ChatError::EventNotFound),
+            Ok(Seat::NotMember) => refuse(&socket, ack, ChatError::Unauthorized),
+            Err(e) => {
+                tracing::warn!(error = %e, eventid = request.eventid, "join failed");
+                refuse(&socket, ack, ChatError::FailedToJoin);
+            }
+        }
+    }))
+}
+
+/// Puts an authorized socket into the event's room.
+fn enter(socket: &Arc<Socket>, request: Request, name: String, ack: Option<u64>) {
+    let state = chat_state(socket);
+    let room = room_name(request.eventid);
+    let (count, left) = {
+        let mut inner = state.lock();
+        if inner.gone {
+            return;
+        }
+        let same = inner.membership.as_ref().is_some_and(|m| {
+            m.eventid == request.eventid && m.userid == request.userid && m.role == request.role
+        });
+        if same {
+            // Joining the chat it is already in: confirm, announce nothing.
+            drop(inner);
+            let joined = ChatJoined {
+                eventid: request.eventid,
+                member_count: socket.room_size(&room),
+                role: request.role.as_str(),
+            };
+            reply(socket, ack, "chat-joined", &Encoded::new(&joined));
+            return;
+        }
+        // A socket is in at most one chat: leave the current one first.
+        let left = inner
+            .membership
+            .take()
+            .map(|old| (socket.leave(&old.room), old));
+        let count = socket.join(&room);
+        inner.membership = Some(Membership {
+            eventid: request.eventid,
+            userid: request.userid,
+            role: request.role,
+            name,
+            room: room.clone(),
+        });
+        (count, left)
+    };
+    if let Some((remaining, old)) = left {
+        leave::announce_left(socket, &old, remaining);
+    }
+    let joined = ChatJoined {
+        eventid: request.eventid,
+        member_count: count,
+        role: request.role.as_str(),
+    };
+    reply(socket, ack, "chat-joined", &Encoded::new(&joined));
+    let announce = UserJoined {
+        userid: request.userid,
+        role: request.role.as_str(),
+        member_count: count,
+    };
+    socket.broadcast_others(
+        &room,
+        &Encoded::new(&announce).frame(socket.nsp(), "user-joined-chat"),
+    );
+}

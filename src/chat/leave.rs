@@ -1,0 +1,87 @@
+//! `leave-chat` `{eventid?}` and disconnects: leave the room, tell the leaver (`chat-left`) and the
+//! rest (`user-left-chat`).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::payload;
+use super::state::Membership;
+use super::{chat_state, refuse, reply, ChatError, Encoded};
+use crate::engine::Dispatch;
+use crate::socketio::Socket;
+
+#[derive(Serialize)]
+struct ChatLeft {
+    eventid: i32,
+}
+
+#[derive(Serialize)]
+struct UserLeft {
+    userid: i32,
+    role: &'static str,
+    member_count: usize,
+}
+
+pub fn leave(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+    // The payload is optional; a non-object counts as none.
+    let fields = payload::fields(args).unwrap_or_default();
+    let state = chat_state(socket);
+    let (old, remaining) = {
+        let mut inner = state.lock();
+        let Some(current) = inner.membership.as_ref() else {
+            drop(inner);
+            refuse(socket, ack, ChatError::NotInRoom);
+            return Dispatch::Done;
+        };
+        if payload::present(fields.eventid) && payload::id(fields.eventid) != Some(current.eventid)
+        {
+            drop(inner);
+            refuse(socket, ack, ChatError::EventIdMismatch);
+            return Dispatch::Done;
+        }
+        let old = inner.membership.take().expect("checked above");
+        let remaining = socket.leave(&old.room);
+        (old, remaining)
+    };
+    reply(
+        socket,
+        ack,
+        "chat-left",
+        &Encoded::new(&ChatLeft {
+            eventid: old.eventid,
+        }),
+    );
+    announce_left(socket, &old, remaining);
+    Dispatch::Done
+}
+
+/// Tells the rest of `old`'s room that this socket left.
+pub fn announce_left(socket: &Socket, old: &Membership, remaining: usize) {
+    let payload = UserLeft {
+        userid: old.userid,
+        role: old.role.as_str(),
+        member_count: remaining,
+    };
+    socket.broadcast_others(
+        &old.room,
+        &Encoded::new(&payload).frame(socket.nsp(), "user-left-chat"),
+    );
+}
+
+/// The socket is gone: leave its chat, if any, and make sure a join in flight does not bring it back.
+pub fn on_disconnect(socket: &Arc<Socket>) {
+    let state = chat_state(socket);
+    let left = {
+        let mut inner = state.lock();
+        inner.gone = true;
+        inner
+            .membership
+            .take()
+            .map(|old| (socket.leave(&old.room), old))
+    };
+    if let Some((remaining, old)) = left {
+        announce_left(socket, &old, remaining);
+    }
+}

@@ -1,0 +1,89 @@
+//! `send-message` `{message, eventid?}`: the hot path. Validate, encode `receive-message` once, queue
+//! the same frame to every member of the room (sender included).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::payload;
+use super::{answer, chat_state, refuse, Chat, ChatError, Encoded};
+use crate::engine::Dispatch;
+use crate::socketio::Socket;
+
+#[derive(Serialize)]
+struct ReceiveMessage<'a> {
+    message: &'a str,
+    userid: i32,
+    sender_name: &'a str,
+    role: &'static str,
+    timestamp: String,
+    eventid: i32,
+}
+
+/// UTC, ISO-8601 without offset, 6 fractional digits: `2025-11-16T10:30:00.123456`.
+pub fn timestamp() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
+}
+
+pub fn send(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+    if let Err(e) = try_send(chat, socket, args, ack) {
+        refuse(socket, ack, e);
+    }
+    Dispatch::Done
+}
+
+fn try_send(
+    chat: &Chat,
+    socket: &Arc<Socket>,
+    args: &[&RawValue],
+    ack: Option<u64>,
+) -> Result<(), ChatError> {
+    let fields = payload::fields(args).unwrap_or_default();
+    let Some(member) = chat_state(socket).membership() else {
+        return Err(ChatError::NotInRoom);
+    };
+    if payload::present(fields.eventid) && payload::id(fields.eventid) != Some(member.eventid) {
+        return Err(ChatError::EventIdMismatch);
+    }
+    let message = payload::string(fields.message)
+        .map_err(|_| ChatError::MessageNotText)?
+        .unwrap_or_default();
+    if message.trim().is_empty() {
+        return Err(ChatError::EmptyMessage);
+    }
+    let max = chat.config.max_message_chars;
+    if message.len() > max && message.chars().count() > max {
+        return Err(ChatError::MessageTooLong { max });
+    }
+    let payload = Encoded::new(&ReceiveMessage {
+        message: &message,
+        userid: member.userid,
+        sender_name: &member.name,
+        role: member.role.as_str(),
+        timestamp: timestamp(),
+        eventid: member.eventid,
+    });
+    // Encoded once; every member's queue gets the same buffer.
+    socket.broadcast_all(
+        &member.room,
+        &payload.frame(socket.nsp(), "receive-message"),
+    );
+    answer(socket, ack, &payload);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamp_format() {
+        let t = super::timestamp();
+        assert_eq!(t.len(), 26, "{t}");
+        assert_eq!(&t[10..11], "T");
+        assert_eq!(&t[19..20], ".");
+        assert!(t[20..].bytes().all(|b| b.is_ascii_digit()));
+        assert!(!t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,158 @@
+//! The tutor/tutee chat of the seed (`chat-api.md`), as a Socket.IO namespace.
+//!
+//! One file per client event: `join.rs` (`join-chat`), `message.rs` (`send-message`), `leave.rs`
+//! (`leave-chat` and disconnect), `typing.rs` (`typing`). `errors.rs` holds every `chat-error` text,
+//! `payload.rs` the reading of client payloads, `state.rs` what is kept per socket.
+//!
+//! Follow a chat message: the WebSocket task reads a frame -> codec decode -> `socketio` routes the
+//! `send-message` event to [`Chat::event`] -> `message.rs` validates it and encodes `receive-message`
+//! once -> `Socket::broadcast_all` -> the room shard's member list -> each member's outbox -> each
+//! member's WebSocket task drains its outbox and flushes once.
+
+pub mod errors;
+pub mod join;
+pub mod leave;
+pub mod message;
+pub mod payload;
+pub mod state;
+pub mod typing;
+
+use std::sync::Arc;
+
+use chatgate_codec::socket::EventWriter;
+use chatgate_codec::ByteStr;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::auth::AuthMode;
+use crate::directory::Directory;
+use crate::engine::Dispatch;
+use crate::socketio::{text_frame, DisconnectReason, IncomingEvent, Namespace, Refusal, Socket};
+pub use errors::ChatError;
+use state::ChatSocket;
+
+/// Chat settings.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Longest accepted message, in characters (Unicode scalar values). Default 5000.
+    pub max_message_chars: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            max_message_chars: 5000,
+        }
+    }
+}
+
+pub struct Chat {
+    pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) auth: AuthMode,
+    pub(crate) config: ChatConfig,
+}
+
+impl Chat {
+    pub fn new(directory: Arc<dyn Directory>, auth: AuthMode, config: ChatConfig) -> Arc<Chat> {
+        Arc::new(Chat {
+            directory,
+            auth,
+            config,
+        })
+    }
+}
+
+/// The chat state of a socket (attached at connect, so always there for sockets of this namespace).
+pub(crate) fn chat_state(socket: &Socket) -> &ChatSocket {
+    static DETACHED: std::sync::OnceLock<ChatSocket> = std::sync::OnceLock::new();
+    socket
+        .data::<ChatSocket>()
+        .unwrap_or_else(|| DETACHED.get_or_init(ChatSocket::default))
+}
+
+/// A chat payload encoded once as JSON, ready to be an event argument or an ack.
+pub(crate) struct Encoded(Vec<u8>);
+
+impl Encoded {
+    pub fn new<T: Serialize>(payload: &T) -> Encoded {
+        Encoded(serde_json::to_vec(payload).expect("chat payloads always serialize"))
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("serde_json writes UTF-8")
+    }
+
+    /// The frame of `event` carrying this payload, for one socket or a whole room.
+    pub fn frame(&self, nsp: &str, event: &str) -> crate::engine::Outgoing {
+        let mut w = EventWriter::message(nsp, event);
+        w.raw_arg(self.as_str());
+        text_frame(w.finish())
+    }
+}
+
+/// Sends `event` with `payload` to the socket, and the same payload as the ack if one was asked.
+pub(crate) fn reply(socket: &Socket, ack: Option<u64>, event: &str, payload: &Encoded) {
+    let _ = socket.send(payload.frame(socket.nsp(), event));
+    answer(socket, ack, payload);
+}
+
+/// Answers the client's acknowledgement request, if any, with `payload`.
+pub(crate) fn answer(socket: &Socket, ack: Option<u64>, payload: &Encoded) {
+    if let Some(id) = ack {
+        let _ = socket.ack(
+            id,
+            ByteStr::from(format!("[{}]", payload.as_str())),
+            Vec::new(),
+        );
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorPayload<'a> {
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct AckError<'a> {
+    error: &'a str,
+}
+
+/// Sends `chat-error` and, if asked, an ack `{error}`.
+pub(crate) fn refuse(socket: &Socket, ack: Option<u64>, error: ChatError) {
+    let text = error.message();
+    let _ = socket
+        .send(Encoded::new(&ErrorPayload { message: &text }).frame(socket.nsp(), "chat-error"));
+    answer(socket, ack, &Encoded::new(&AckError { error: &text }));
+}
+
+impl Namespace for Chat {
+    fn connect(&self, socket: &Arc<Socket>, auth: Option<&RawValue>) -> Result<(), Refusal> {
+        let token_user = match &self.auth {
+            AuthMode::Trust => None,
+            AuthMode::Jwt(verifier) => Some(
+                verifier
+                    .verify_auth(auth)
+                    .map_err(|e| Refusal::new(e.message()))?,
+            ),
+        };
+        socket.set_data(ChatSocket::new(token_user));
+        Ok(())
+    }
+
+    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent) -> Dispatch {
+        let ack = event.ack_id();
+        let args = event.args();
+        match event.name.as_str() {
+            "join-chat" => join::join(self, socket, &args, ack),
+            "send-message" => message::send(self, socket, &args, ack),
+            "leave-chat" => leave::leave(socket, &args, ack),
+            "typing" => typing::typing(socket, &args, ack),
+            // Events the seed does not define are ignored, as Socket.IO servers do.
+            _ => Dispatch::Done,
+        }
+    }
+
+    fn disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
+        leave::on_disconnect(socket);
+    }
+}

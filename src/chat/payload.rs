@@ -1,0 +1,113 @@
+//! Reading client payloads: fields borrowed from the packet's JSON, ids checked against PostgreSQL's
+//! `integer` range, extra fields ignored. Nothing here trusts the client.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The fields any chat event may carry, each kept raw until its handler decides what it must be.
+#[derive(Deserialize, Default)]
+pub struct Fields<'a> {
+    #[serde(borrow, default)]
+    pub eventid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub userid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub role: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub is_typing: Option<&'a RawValue>,
+}
+
+/// The first argument of an event as an object's fields; `None` when it is missing or not an object.
+pub fn fields<'a>(args: &[&'a RawValue]) -> Option<Fields<'a>> {
+    let first = args.first()?;
+    if !first.get().trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(first.get()).ok()
+}
+
+/// An id: a JSON integer (no fraction, no exponent, not a string) within `i32`. `null` counts as
+/// absent.
+pub fn id(raw: Option<&RawValue>) -> Option<i32> {
+    let text = raw?.get().trim();
+    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return None;
+    }
+    text.parse::<i64>().ok().and_then(|n| i32::try_from(n).ok())
+}
+
+/// Whether a field is present and not `null`.
+pub fn present(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|r| r.get().trim() != "null")
+}
+
+/// A string field; `Err(())` when present but not a string.
+pub fn string(raw: Option<&RawValue>) -> Result<Option<String>, NotAString> {
+    match raw {
+        None => Ok(None),
+        Some(r) if r.get().trim() == "null" => Ok(None),
+        Some(r) => serde_json::from_str::<String>(r.get())
+            .map(Some)
+            .map_err(|_| NotAString),
+    }
+}
+
+/// A field that should have been a string was something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAString;
+
+/// A boolean field.
+pub fn boolean(raw: Option<&RawValue>) -> Option<bool> {
+    match raw?.get().trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn ids_must_be_integers_in_range() {
+        assert_eq!(id(Some(&raw("123"))), Some(123));
+        assert_eq!(id(Some(&raw("-5"))), Some(-5));
+        assert_eq!(id(Some(&raw("2147483647"))), Some(i32::MAX));
+        assert_eq!(id(Some(&raw("2147483648"))), None);
+        assert_eq!(id(Some(&raw("1.5"))), None);
+        assert_eq!(id(Some(&raw("1.0"))), None);
+        assert_eq!(id(Some(&raw("1e3"))), None);
+        assert_eq!(id(Some(&raw("\"123\""))), None);
+        assert_eq!(id(Some(&raw("null"))), None);
+        assert_eq!(id(Some(&raw("true"))), None);
+        assert_eq!(id(None), None);
+    }
+
+    #[test]
+    fn fields_of_objects_only() {
+        let args = [raw(r#"{"eventid":1,"extra":[1,2],"message":"hi"}"#)];
+        let refs: Vec<&RawValue> = args.iter().map(|b| &**b).collect();
+        let f = fields(&refs).unwrap();
+        assert_eq!(id(f.eventid), Some(1));
+        assert_eq!(string(f.message), Ok(Some("hi".to_owned())));
+        let not_object = [raw("[1]")];
+        let refs: Vec<&RawValue> = not_object.iter().map(|b| &**b).collect();
+        assert!(fields(&refs).is_none());
+        assert!(fields(&[]).is_none());
+    }
+
+    #[test]
+    fn strings_and_booleans() {
+        assert_eq!(string(Some(&raw("{}"))), Err(NotAString));
+        assert_eq!(string(Some(&raw("null"))), Ok(None));
+        assert_eq!(boolean(Some(&raw("true"))), Some(true));
+        assert_eq!(boolean(Some(&raw("1"))), None);
+    }
+}

@@ -1,0 +1,56 @@
+//! What the chat remembers about each socket: who it proved to be (JWT) and which chat it is in.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::directory::Role;
+
+/// The chat a socket is in.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub eventid: i32,
+    pub userid: i32,
+    pub role: Role,
+    /// `users.name`, looked up once at join and used for every message.
+    pub name: String,
+    /// `chat_{eventid}`.
+    pub room: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Inner {
+    pub membership: Option<Membership>,
+    /// The socket disconnected: a join still in flight must not add it to a room.
+    pub gone: bool,
+}
+
+/// Per-socket chat state, attached to the Socket.IO socket at connect.
+#[derive(Debug, Default)]
+pub struct ChatSocket {
+    /// The user id a verified token names (JWT mode); `None` in trust mode.
+    pub token_user: Option<i32>,
+    inner: Mutex<Inner>,
+}
+
+impl ChatSocket {
+    pub fn new(token_user: Option<i32>) -> ChatSocket {
+        ChatSocket {
+            token_user,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Held only for bookkeeping and room membership changes, never across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the current membership.
+    pub fn membership(&self) -> Option<Membership> {
+        self.lock().membership.clone()
+    }
+}
+
+/// The room name of an event's chat, as the seed names it.
+pub fn room_name(eventid: i32) -> String {
+    format!("chat_{eventid}")
+}

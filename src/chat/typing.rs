@@ -1,0 +1,50 @@
+//! `typing` `{is_typing}`: tell the others in the room (`user-typing`); ignored outside a chat.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::payload;
+use super::{answer, chat_state, refuse, ChatError, Encoded};
+use crate::engine::Dispatch;
+use crate::socketio::Socket;
+
+#[derive(Serialize)]
+struct UserTyping {
+    userid: i32,
+    role: &'static str,
+    is_typing: bool,
+}
+
+#[derive(Serialize)]
+struct Ignored<'a> {
+    error: &'a str,
+}
+
+pub fn typing(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+    let Some(member) = chat_state(socket).membership() else {
+        // The seed lists no error for this: no chat-error, but an ack (if asked) says why nothing happened.
+        answer(
+            socket,
+            ack,
+            &Encoded::new(&Ignored {
+                error: &ChatError::NotInRoom.message(),
+            }),
+        );
+        return Dispatch::Done;
+    };
+    let fields = payload::fields(args).unwrap_or_default();
+    let Some(is_typing) = payload::boolean(fields.is_typing) else {
+        refuse(socket, ack, ChatError::BadTyping);
+        return Dispatch::Done;
+    };
+    let payload = Encoded::new(&UserTyping {
+        userid: member.userid,
+        role: member.role.as_str(),
+        is_typing,
+    });
+    socket.broadcast_others(&member.room, &payload.frame(socket.nsp(), "user-typing"));
+    answer(socket, ack, &payload);
+    Dispatch::Done
+}

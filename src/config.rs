@@ -1,0 +1,140 @@
+//! Command-line flags (each with an environment twin) and what they default to. The flags and their
+//! names are a public interface (CONTRACT.md): add, never rename.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::directory::postgres::{DEFAULT_EVENT_QUERY, DEFAULT_USER_QUERY};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chatgate",
+    version,
+    about = "Socket.IO gateway for tutor/tutee event chats"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `chatgate` alone is `chatgate serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve(ServeArgs),
+    /// Create or update the gateway's own tables.
+    Migrate(MigrateArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthArg {
+    /// The `userid` in join-chat is believed. Development and the demo only.
+    Trust,
+    /// An HS256 token in the CONNECT payload (`io(url, { auth: { token } })`).
+    Jwt,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CHATGATE_LISTEN", default_value = "0.0.0.0:6969")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL URL of the host application's database; without it, the embedded demo directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Authentication mode. Default: `jwt` with a database, `trust` with the demo directory.
+    #[arg(long, env = "CHATGATE_AUTH", value_enum)]
+    pub auth: Option<AuthArg>,
+
+    /// HS256 secret for `--auth jwt`. Never logged.
+    #[arg(long, env = "CHATGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Browser origins allowed besides the gateway's own (repeat, or comma-separate in the env
+    /// variable); `*` allows any. Requests without an Origin header (apps, servers) are always allowed.
+    #[arg(
+        long = "cors-origin",
+        env = "CHATGATE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Socket.IO path.
+    #[arg(long, env = "CHATGATE_PATH", default_value = "/socket.io/")]
+    pub path: String,
+
+    /// Milliseconds between server pings.
+    #[arg(long, env = "CHATGATE_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+
+    /// Milliseconds a client has to answer a ping.
+    #[arg(long, env = "CHATGATE_PING_TIMEOUT_MS", default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
+
+    /// Largest message or polling body accepted, in bytes.
+    #[arg(long, env = "CHATGATE_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    pub max_payload: usize,
+
+    /// Longest chat message, in characters.
+    #[arg(long, env = "CHATGATE_MAX_MESSAGE_CHARS", default_value_t = 5000)]
+    pub max_message_chars: usize,
+
+    /// Most simultaneous sessions; further handshakes get 503.
+    #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Frames a client's outbound queue holds before the client counts as a slow consumer and is
+    /// disconnected.
+    #[arg(long, env = "CHATGATE_OUTBOX_CAPACITY", default_value_t = 1024)]
+    pub outbox_capacity: usize,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "CHATGATE_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// Milliseconds to wait for a database connection.
+    #[arg(long, env = "CHATGATE_DB_CONNECT_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_connect_timeout_ms: u64,
+
+    /// Milliseconds a join's authorization queries may take.
+    #[arg(long, env = "CHATGATE_DB_QUERY_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_query_timeout_ms: u64,
+
+    /// SQL returning (tutor user id, tutee user id) of event `$1`.
+    #[arg(long, env = "CHATGATE_EVENT_QUERY", default_value = DEFAULT_EVENT_QUERY)]
+    pub event_query: String,
+
+    /// SQL returning the display name of user `$1`.
+    #[arg(long, env = "CHATGATE_USER_QUERY", default_value = DEFAULT_USER_QUERY)]
+    pub user_query: String,
+
+    /// Worker threads; 0 = one per core, 1 = a single-threaded runtime.
+    #[arg(long, env = "CHATGATE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Log format.
+    #[arg(long, env = "CHATGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Seconds to let clients drain on SIGTERM/SIGINT before exiting.
+    #[arg(long, env = "CHATGATE_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+}

@@ -1,0 +1,143 @@
+//! The PostgreSQL directory: reads the host application's `users` and `requested_event` tables (or
+//! whatever the configured queries read), through a deadpool connection pool.
+//!
+//! Per join it runs two prepared statements, pipelined on one pooled connection, so a join costs one
+//! network round trip. It never writes to the host's tables.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::{decide, Directory, DirectoryError, Role, Seat, SeatFuture};
+
+/// The default event query: `$1` is the event id; it returns the tutor's and the tutee's user ids.
+pub const DEFAULT_EVENT_QUERY: &str =
+    "SELECT userid_tutor, userid_tutee FROM requested_event WHERE eventid = $1";
+/// The default user query: `$1` is the user id; it returns the display name.
+pub const DEFAULT_USER_QUERY: &str = "SELECT name FROM users WHERE userid = $1";
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub url: String,
+    /// Most connections the pool opens.
+    pub pool_size: usize,
+    /// How long a join may wait for a connection from the pool, or for a new one to open.
+    pub connect_timeout: Duration,
+    /// How long the whole authorization (both queries) may take before the join fails.
+    pub query_timeout: Duration,
+    pub event_query: String,
+    pub user_query: String,
+}
+
+pub struct PostgresDirectory {
+    pool: Pool,
+    event_query: String,
+    user_query: String,
+    query_timeout: Duration,
+}
+
+impl PostgresDirectory {
+    /// Builds the pool; no connection is opened until the first query.
+    pub fn new(config: &PostgresConfig) -> Result<PostgresDirectory, DirectoryError> {
+        let pg: tokio_postgres::Config = config
+            .url
+            .parse()
+            .map_err(|e| DirectoryError(format!("invalid database URL: {e}")))?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DirectoryError(format!("cannot build the connection pool: {e}")))?;
+        Ok(PostgresDirectory {
+            pool,
+            event_query: config.event_query.clone(),
+            user_query: config.user_query.clone(),
+            query_timeout: config.query_timeout,
+        })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn lookup(&self, eventid: i32, userid: i32, role: Role) -> Result<Seat, DirectoryError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| DirectoryError(format!("{what}: {e}"));
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| fail("no connection", &e))?;
+        let event_stmt = client
+            .prepare_cached(&self.event_query)
+            .await
+            .map_err(|e| fail("event query", &e))?;
+        let user_stmt = client
+            .prepare_cached(&self.user_query)
+            .await
+            .map_err(|e| fail("user query", &e))?;
+        // Both queries go out before either answer is read: one round trip.
+        let event_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&eventid];
+        let user_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&userid];
+        let (event, user) = tokio::try_join!(
+            client.query_opt(&event_stmt, &event_params),
+            client.query_opt(&user_stmt, &user_params),
+        )
+        .map_err(|e| fail("query", &e))?;
+        let slots = match event {
+            Some(row) => Some((
+                row.try_get::<_, Option<i32>>(0)
+                    .map_err(|e| fail("event row", &e))?,
+                row.try_get::<_, Option<i32>>(1)
+                    .map_err(|e| fail("event row", &e))?,
+            )),
+            None => None,
+        };
+        let name = match user {
+            Some(row) => Some(
+                row.try_get::<_, String>(0)
+                    .map_err(|e| fail("user row", &e))?,
+            ),
+            None => None,
+        };
+        Ok(decide(slots, name, userid, role))
+    }
+}
+
+impl Directory for PostgresDirectory {
+    fn seat(&self, eventid: i32, userid: i32, role: Role) -> SeatFuture<'_> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.query_timeout, self.lookup(eventid, userid, role)).await
+            {
+                Ok(result) => result,
+                Err(_) => Err(DirectoryError(format!(
+                    "no answer within {:?}",
+                    self.query_timeout
+                ))),
+            }
+        })
+    }
+
+    fn ready(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(async move {
+            let check = async {
+                let client = self.pool.get().await.ok()?;
+                client.simple_query("SELECT 1").await.ok()
+            };
+            matches!(
+                tokio::time::timeout(self.query_timeout, check).await,
+                Ok(Some(_))
+            )
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! `chatgate migrate`: creates and updates the tables the gateway owns (never the host
+//! application's). Migrations are numbered, applied in order inside a transaction each, recorded in
+//! `chatgate_schema_migrations`, and re-running is a no-op.
+
+use tokio_postgres::NoTls;
+
+/// `(version, description, SQL)`, in order. Append only: an applied migration never changes.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "migration bookkeeping",
+    "SELECT 1", // the bookkeeping table itself is created below, before any migration runs
+)];
+
+pub async fn migrate(url: &str) -> Result<Vec<i32>, String> {
+    let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS chatgate_schema_migrations (
+                 version integer PRIMARY KEY,
+                 description text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(|e| format!("cannot create chatgate_schema_migrations: {e}"))?;
+    let mut applied = Vec::new();
+    for (version, description, sql) in MIGRATIONS {
+        let tx = client.transaction().await.map_err(|e| e.to_string())?;
+        // Serializes concurrent `migrate` runs.
+        tx.batch_execute("LOCK TABLE chatgate_schema_migrations IN EXCLUSIVE MODE")
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM chatgate_schema_migrations WHERE version = $1",
+                &[version],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !done {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| format!("migration {version} ({description}) failed: {e}"))?;
+            tx.execute(
+                "INSERT INTO chatgate_schema_migrations (version, description) VALUES ($1, $2)",
+                &[version, description],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            applied.push(*version);
+        }
+        tx.commit().await.map_err(|e| e.to_string())?;
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(applied)
+}

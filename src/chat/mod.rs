@@ -147,8 +147,13 @@ impl Namespace for Chat {
             "send-message" => message::send(self, socket, &args, ack),
             "leave-chat" => leave::leave(socket, &args, ack),
             "typing" => typing::typing(socket, &args, ack),
-            // Events the seed does not define are ignored, as Socket.IO servers do.
-            _ => Dispatch::Done,
+            // Events the seed does not define are ignored, as Socket.IO servers do; a client that
+            // asked for an ack is told why, rather than left waiting.
+            other => {
+                let error = format!("Unknown event: {other}");
+                answer(socket, ack, &Encoded::new(&AckError { error: &error }));
+                Dispatch::Done
+            }
         }
     }
 

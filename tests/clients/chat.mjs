@@ -1,0 +1,279 @@
+// The chat of the seed, driven by the official socket.io-client exactly as the seed's example does.
+// Usage: node chat.mjs URL SCENARIO [ARGS...]
+// Users and events (the test database and the demo directory agree on these):
+//   1 Ada Lovelace, 2 Alan Turing, 3 Grace Hopper, 4 Edsger Dijkstra
+//   event 101: tutor 1, tutee 2; 102: tutor 3, tutee 4; 103: tutor 1, tutee 4
+import { io, next, ask, equal, fail, run } from "./lib.mjs";
+
+const [url, scenario, ...rest] = process.argv.slice(2);
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/;
+
+/** A connected client that records every event it receives. */
+async function client(opts = {}) {
+  const socket = io(url, { transports: ["websocket"], reconnection: false, forceNew: true, ...opts });
+  socket.log = [];
+  socket.onAny((event, ...args) => socket.log.push([event, ...args]));
+  await next(socket, "connect");
+  return socket;
+}
+
+/** Joins and returns the chat-joined payload (the ack carries it too). */
+async function join(socket, eventid, userid, role) {
+  const [joined] = await ask(socket, "join-chat", { eventid, userid, role });
+  if (!joined || joined.error) fail(`join ${eventid}/${userid}/${role}: ${JSON.stringify(joined)}`);
+  return joined;
+}
+
+/** A round trip that changes nothing: proves everything queued earlier for `socket` has arrived.
+ *  (An event the chat does not know is answered with an ack error and nothing else.) */
+async function barrier(socket) {
+  const [reply] = await ask(socket, "barrier");
+  equal(reply, { error: "Unknown event: barrier" }, "barrier ack");
+}
+
+/** Events of one name that `socket` has received, payloads only; clears them. */
+function take(socket, event) {
+  const got = socket.log.filter(([e]) => e === event).map(([, p]) => p);
+  socket.log = socket.log.filter(([e]) => e !== event);
+  return got;
+}
+
+/** Emits and returns [ack, chat-error payload] for a request expected to fail. */
+async function refused(socket, event, ...args) {
+  const errored = next(socket, "chat-error");
+  const [ack] = await ask(socket, event, ...args);
+  const [err] = await errored;
+  return [ack, err];
+}
+
+async function expectError(socket, expected, event, ...args) {
+  const [ack, err] = await refused(socket, event, ...args);
+  equal(err, { message: expected }, `chat-error for ${event} ${JSON.stringify(args)}`);
+  equal(ack, { error: expected }, `ack for ${event} ${JSON.stringify(args)}`);
+}
+
+const scenarios = {
+  // Every event of the seed between a tutor and a tutee, with exact payloads and recipients.
+  async flow() {
+    const tutor = await client();
+    const tutee = await client();
+    equal(await join(tutor, 101, 1, "tutor"), { eventid: 101, member_count: 1, role: "tutor" }, "tutor joined");
+    const announced = next(tutor, "user-joined-chat");
+    equal(await join(tutee, 101, 2, "tutee"), { eventid: 101, member_count: 2, role: "tutee" }, "tutee joined");
+    equal(await announced, [{ userid: 2, role: "tutee", member_count: 2 }], "user-joined-chat to the tutor");
+    equal(take(tutor, "chat-joined").length, 1, "chat-joined to the joiner only");
+
+    const atTutee = next(tutee, "receive-message");
+    const atTutor = next(tutor, "receive-message");
+    const [acked] = await ask(tutor, "send-message", { message: "Hello, how can I help you?", eventid: 101 });
+    const [m] = await atTutee;
+    equal(await atTutor, [m], "the sender receives its own message");
+    equal(acked, m, "the ack carries the delivered message");
+    const { timestamp, ...fields } = m;
+    equal(fields, { message: "Hello, how can I help you?", userid: 1, sender_name: "Ada Lovelace", role: "tutor", eventid: 101 }, "receive-message");
+    if (!TIMESTAMP.test(timestamp)) fail(`timestamp ${timestamp}`);
+    const age = Date.now() - Date.parse(timestamp + "Z");
+    if (Math.abs(age) > 60000) fail(`timestamp ${timestamp} is not UTC now`);
+
+    // eventid is optional on send-message.
+    const second = next(tutor, "receive-message");
+    tutee.emit("send-message", { message: "I need help with integrals" });
+    equal((await second)[0].sender_name, "Alan Turing", "message without eventid");
+
+    const typing = next(tutor, "user-typing");
+    await ask(tutee, "typing", { is_typing: true });
+    equal(await typing, [{ userid: 2, role: "tutee", is_typing: true }], "user-typing to the others");
+    await barrier(tutee);
+    equal(take(tutee, "user-typing"), [], "no user-typing to the typist");
+
+    const left = next(tutor, "user-left-chat");
+    const [chatLeft] = await ask(tutee, "leave-chat", { eventid: 101 });
+    equal(chatLeft, { eventid: 101 }, "leave ack");
+    equal(take(tutee, "chat-left"), [{ eventid: 101 }], "chat-left to the leaver");
+    equal(await left, [{ userid: 2, role: "tutee", member_count: 1 }], "user-left-chat to the rest");
+
+    // After leaving, messages no longer reach the tutee.
+    await ask(tutor, "send-message", { message: "still there?" });
+    await barrier(tutee);
+    equal(take(tutee, "receive-message").length, 2, "only the two messages sent while joined");
+    tutor.close();
+    tutee.close();
+  },
+
+  // Each error string of the seed, plus the cases CONTRACT.md adds, for chat-error and for the ack.
+  async errors() {
+    const s = await client();
+    await expectError(s, "Not in any chat room", "send-message", { message: "hi" });
+    await expectError(s, "Not in any chat room", "leave-chat", { eventid: 101 });
+    await expectError(s, "Not in any chat room", "leave-chat");
+    await expectError(s, "Missing eventid or userid", "join-chat", { userid: 1, role: "tutor" });
+    await expectError(s, "Missing eventid or userid", "join-chat", { eventid: 101, role: "tutor" });
+    await expectError(s, "Missing eventid or userid", "join-chat", { eventid: "101", userid: 1, role: "tutor" });
+    await expectError(s, "Missing eventid or userid", "join-chat", { eventid: 101, userid: null, role: "tutor" });
+    await expectError(s, "Missing eventid or userid", "join-chat", { eventid: 101.5, userid: 1, role: "tutor" });
+    await expectError(s, "Missing eventid or userid", "join-chat", { eventid: 2147483648, userid: 1, role: "tutor" });
+    await expectError(s, "Missing eventid or userid", "join-chat", "not an object");
+    await expectError(s, "Missing eventid or userid", "join-chat");
+    await expectError(s, "Event not found", "join-chat", { eventid: 999, userid: 1, role: "tutor" });
+    await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 101, userid: 2, role: "tutor" });
+    await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 101, userid: 3, role: "tutee" });
+    await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 101, userid: 1, role: "admin" });
+    await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 101, userid: 1 });
+    await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 101, userid: 1, role: 7 });
+    // Typing outside a chat is ignored: no chat-error, and an ack that says why.
+    const [ignored] = await ask(s, "typing", { is_typing: true });
+    equal(ignored, { error: "Not in any chat room" }, "typing outside a chat");
+
+    await join(s, 101, 1, "tutor");
+    await expectError(s, "Event ID mismatch", "send-message", { message: "hi", eventid: 102 });
+    await expectError(s, "Event ID mismatch", "send-message", { message: "hi", eventid: "101" });
+    await expectError(s, "Event ID mismatch", "leave-chat", { eventid: 102 });
+    await expectError(s, "Empty message", "send-message", { message: "" });
+    await expectError(s, "Empty message", "send-message", { message: "   \n" });
+    await expectError(s, "Empty message", "send-message", { eventid: 101 });
+    await expectError(s, "Empty message", "send-message");
+    await expectError(s, "Invalid message: must be a string", "send-message", { message: { text: "hi" } });
+    await expectError(s, "Invalid message: must be a string", "send-message", { message: 42 });
+    const max = Number(rest[0] || 5000);
+    await expectError(s, `Message too long: at most ${max} characters`, "send-message", { message: "x".repeat(max + 1) });
+    await expectError(s, "Invalid typing indicator: is_typing must be true or false", "typing", { is_typing: "yes" });
+    await expectError(s, "Invalid typing indicator: is_typing must be true or false", "typing");
+    // Exactly the maximum is fine, counted in characters, not bytes.
+    const [ok] = await ask(s, "send-message", { message: "é".repeat(max) });
+    equal(ok.message.length, max, "a message of exactly the maximum length");
+    // After all that, the socket is still in its chat and works.
+    const [fine] = await ask(s, "send-message", { message: "still fine", extra: { ignored: true } });
+    equal(fine.message, "still fine", "socket usable after errors");
+    await barrier(s);
+    equal(take(s, "receive-message").length, 2, "no refused message was delivered");
+    s.close();
+  },
+
+  // Two chats at once: nothing crosses between rooms, and errors in one do not disturb the other.
+  async isolation() {
+    const [a1, a2, b1, b2] = await Promise.all([client(), client(), client(), client()]);
+    await join(a1, 101, 1, "tutor");
+    await join(a2, 101, 2, "tutee");
+    await join(b1, 102, 3, "tutor");
+    await join(b2, 102, 4, "tutee");
+    await ask(a1, "send-message", { message: "for 101" });
+    await ask(b1, "send-message", { message: "for 102" });
+    await refused(b2, "send-message", { message: "" });
+    await ask(b2, "typing", { is_typing: true });
+    for (const s of [a1, a2, b1, b2]) await barrier(s);
+    equal(take(a2, "receive-message").map((m) => m.message), ["for 101"], "101 tutee");
+    equal(take(b2, "receive-message").map((m) => m.message), ["for 102"], "102 tutee");
+    equal(take(a1, "user-typing"), [], "typing in 102 not seen in 101");
+    equal(take(a2, "chat-error"), [], "errors in 102 not seen in 101");
+    [a1, a2, b1, b2].forEach((s) => s.close());
+  },
+
+  // Member counts through joins, a second tab of the same user, leaves and disconnects.
+  async counts() {
+    const tutor = await client();
+    const tab1 = await client();
+    const tab2 = await client();
+    equal((await join(tutor, 101, 1, "tutor")).member_count, 1, "tutor alone");
+    equal((await join(tab1, 101, 2, "tutee")).member_count, 2, "tutee tab 1");
+    await barrier(tutor);
+    equal(take(tutor, "user-joined-chat"), [{ userid: 2, role: "tutee", member_count: 2 }], "first tab announced");
+    const seen = next(tutor, "user-joined-chat");
+    equal((await join(tab2, 101, 2, "tutee")).member_count, 3, "tutee tab 2");
+    equal(await seen, [{ userid: 2, role: "tutee", member_count: 3 }], "second tab announced");
+    // Both tabs receive messages.
+    const both = Promise.all([next(tab1, "receive-message"), next(tab2, "receive-message")]);
+    await ask(tutor, "send-message", { message: "to both tabs" });
+    await both;
+    const gone = next(tutor, "user-left-chat");
+    tab1.close();
+    equal(await gone, [{ userid: 2, role: "tutee", member_count: 2 }], "disconnect of one tab");
+    const gone2 = next(tutor, "user-left-chat");
+    await ask(tab2, "leave-chat");
+    equal(await gone2, [{ userid: 2, role: "tutee", member_count: 1 }], "leave of the other tab");
+    // Rejoin after leaving.
+    equal((await join(tab2, 101, 2, "tutee")).member_count, 2, "rejoin");
+    tutor.close();
+    tab2.close();
+  },
+
+  // A socket is in at most one chat: joining another leaves the first; re-joining the same is quiet.
+  async switching() {
+    const ada = await client();
+    const alan = await client();
+    const edsger = await client();
+    await join(ada, 101, 1, "tutor");
+    await join(alan, 101, 2, "tutee");
+    await join(edsger, 103, 4, "tutee");
+    const left = next(alan, "user-left-chat");
+    const arrived = next(edsger, "user-joined-chat");
+    equal(await join(ada, 103, 1, "tutor"), { eventid: 103, member_count: 2, role: "tutor" }, "joined 103");
+    equal(await left, [{ userid: 1, role: "tutor", member_count: 1 }], "101 told of the switch");
+    equal(await arrived, [{ userid: 1, role: "tutor", member_count: 2 }], "103 told of the arrival");
+    // Messages now go to 103 only.
+    await ask(ada, "send-message", { message: "in 103" });
+    await barrier(alan);
+    await barrier(edsger);
+    equal(take(alan, "receive-message"), [], "101 no longer hears ada");
+    equal(take(edsger, "receive-message").map((m) => m.eventid), [103], "103 hears ada");
+    // Joining the chat it is already in: chat-joined again, nobody else told.
+    take(edsger, "user-joined-chat");
+    equal(await join(ada, 103, 1, "tutor"), { eventid: 103, member_count: 2, role: "tutor" }, "re-join");
+    await barrier(edsger);
+    equal(take(edsger, "user-joined-chat"), [], "re-join is not announced");
+    [ada, alan, edsger].forEach((s) => s.close());
+  },
+
+  // Unicode and emoji in messages and names survive both directions.
+  async unicode() {
+    const a = await client();
+    const b = await client();
+    await join(a, 104, 5, "tutor");
+    await join(b, 104, 2, "tutee");
+    const text = "Grüße 👋🏽 — 数学 🧮 ∫x²dx \u{1F468}\u200D\u{1F469}\u200D\u{1F467} \"quoted\" \\ back";
+    const got = next(b, "receive-message");
+    await ask(a, "send-message", { message: text });
+    const [m] = await got;
+    equal(m.message, text, "message text");
+    equal(m.sender_name, "Zoë Ōkubo 🎓", "sender name");
+    a.close();
+    b.close();
+  },
+
+  // JWT mode: ARGS = a token for user 1, an expired one, one with a bad signature.
+  async jwt() {
+    const [good, expired, forged] = rest;
+    const s = await client({ auth: { token: good } });
+    await join(s, 101, 1, "tutor");
+    await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 102, userid: 3, role: "tutor" });
+    await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 101, userid: 2, role: "tutee" });
+    s.close();
+    for (const [auth, message] of [
+      [undefined, "Authentication required: pass { auth: { token } }"],
+      [{ token: expired }, "Authentication failed: token expired"],
+      [{ token: forged }, "Authentication failed: invalid token"],
+      [{ token: 42 }, "Authentication required: pass { auth: { token } }"],
+    ]) {
+      const refusedSocket = io(url, { transports: ["websocket"], reconnection: false, forceNew: true, auth });
+      const [err] = await next(refusedSocket, "connect_error");
+      equal(err.message, message, `connect refused for ${JSON.stringify(auth)}`);
+      refusedSocket.close();
+    }
+  },
+
+  // Polling transport only (no WebSocket at all): the whole chat works.
+  async polling() {
+    const a = await client({ transports: ["polling"] });
+    const b = await client({ transports: ["polling"] });
+    await join(a, 101, 1, "tutor");
+    await join(b, 101, 2, "tutee");
+    const got = next(b, "receive-message");
+    await ask(a, "send-message", { message: "over long-polling" });
+    equal((await got)[0].message, "over long-polling", "message over polling");
+    a.close();
+    b.close();
+  },
+};
+
+const main = scenarios[scenario];
+if (!main) fail(`unknown scenario ${scenario}`);
+run(main);

@@ -1,0 +1,70 @@
+"""The seed's chat with the official python-socketio client: a tutor and a tutee chat.
+
+Usage: python chat_client.py URL
+"""
+import sys
+import threading
+
+import socketio
+
+url = sys.argv[1]
+
+
+def fail(message):
+    print(f"FAIL: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+class Peer:
+    def __init__(self):
+        self.client = socketio.Client(reconnection=False)
+        self.events = {}
+        self.arrived = threading.Condition()
+        self.client.on("*", self.record)
+
+    def record(self, event, *args):
+        with self.arrived:
+            self.events.setdefault(event, []).append(args[0] if args else None)
+            self.arrived.notify_all()
+
+    def wait(self, event, count=1, timeout=5):
+        with self.arrived:
+            ok = self.arrived.wait_for(lambda: len(self.events.get(event, [])) >= count, timeout)
+        if not ok:
+            fail(f"no {event} (have {self.events})")
+        return self.events[event][count - 1]
+
+
+tutor, tutee = Peer(), Peer()
+tutor.client.connect(url, transports=["websocket"], wait_timeout=5)
+tutee.client.connect(url, transports=["websocket"], wait_timeout=5)
+
+joined = tutor.client.call("join-chat", {"eventid": 101, "userid": 1, "role": "tutor"}, timeout=5)
+if joined != {"eventid": 101, "member_count": 1, "role": "tutor"}:
+    fail(f"tutor join ack {joined!r}")
+tutee.client.emit("join-chat", {"eventid": 101, "userid": 2, "role": "tutee"})
+if tutee.wait("chat-joined")["member_count"] != 2:
+    fail("tutee member_count")
+if tutor.wait("user-joined-chat") != {"userid": 2, "role": "tutee", "member_count": 2}:
+    fail("user-joined-chat")
+
+tutee.client.emit("send-message", {"message": "Bonjour 👋", "eventid": 101})
+got = tutor.wait("receive-message")
+if got["message"] != "Bonjour 👋" or got["sender_name"] != "Alan Turing" or got["role"] != "tutee":
+    fail(f"receive-message {got!r}")
+if tutee.wait("receive-message") != got:
+    fail("the sender's copy differs")
+
+tutor.client.emit("typing", {"is_typing": True})
+if tutee.wait("user-typing") != {"userid": 1, "role": "tutor", "is_typing": True}:
+    fail("user-typing")
+
+tutee.client.emit("send-message", {"message": ""})
+if tutee.wait("chat-error") != {"message": "Empty message"}:
+    fail("Empty message error")
+
+tutee.client.disconnect()
+if tutor.wait("user-left-chat") != {"userid": 2, "role": "tutee", "member_count": 1}:
+    fail("user-left-chat on disconnect")
+tutor.client.disconnect()
+print("ok")

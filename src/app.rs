@@ -52,7 +52,7 @@ pub struct Gateway {
 /// error, never a silent downgrade).
 pub fn auth_mode(args: &ServeArgs) -> Result<AuthMode, StartError> {
     let jwt = |secret: &Option<String>| match secret {
-        Some(s) if !s.is_empty() => Ok(AuthMode::Jwt(JwtVerifier::new(s.as_bytes()))),
+        Some(s) if !s.is_empty() => Ok(AuthMode::Jwt(Box::new(JwtVerifier::new(s.as_bytes())))),
         _ => Err(StartError::MissingJwtSecret),
     };
     match (args.auth, &args.database_url) {

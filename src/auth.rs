@@ -12,7 +12,7 @@ use serde_json::Value;
 #[derive(Clone)]
 pub enum AuthMode {
     Trust,
-    Jwt(JwtVerifier),
+    Jwt(Box<JwtVerifier>),
 }
 
 impl AuthMode {

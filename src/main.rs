@@ -50,7 +50,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Migrate(args)) => {
             init_logs(LogFormat::Text);
             let rt = match runtime(1) {

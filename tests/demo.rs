@@ -1,0 +1,124 @@
+//! The real binary, started the way a newcomer starts it: with no database it serves the demo
+//! directory and the demo page; with a database but no secret it refuses to start; SIGTERM stops it.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Running {
+    child: Child,
+    url: String,
+    log: Vec<String>,
+}
+
+/// Starts `chatgate` on an ephemeral port and reads its log up to the line that names the URL.
+async fn start(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatgate"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the chatgate binary");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut log = Vec::new();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("log line within the deadline")
+            .expect("read log")
+            .expect("the binary is still running");
+        log.push(line.clone());
+        if let Some(rest) = line.split("demo page: ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("a URL")
+                .trim_end_matches('/')
+                .to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Running { child, url, log }
+}
+
+#[tokio::test]
+async fn demo_directory_serves_a_working_chat() {
+    let running = start(&[]).await;
+    let log = running.log.join("\n");
+    for expected in [
+        "auth=\"trust\"",
+        "demo user 1: Ada Lovelace",
+        "demo event 101: tutor 1 (Ada Lovelace), tutee 2 (Alan Turing)",
+    ] {
+        assert!(log.contains(expected), "log lacks {expected:?}:\n{log}");
+    }
+    support::node("chat.mjs", &[&running.url, "flow"]).await;
+    support::node("chat.mjs", &[&running.url, "counts"]).await;
+}
+
+#[tokio::test]
+async fn demo_page_in_a_headless_browser() {
+    let running = start(&[]).await;
+    let shot = support::repo_path("target/demo-page.png");
+    let out = support::node("demo_page.mjs", &[&running.url, &shot.to_string_lossy()]).await;
+    assert!(out.contains("ok"));
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false),
+        "screenshot written"
+    );
+}
+
+#[tokio::test]
+async fn database_without_a_secret_refuses_to_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chatgate"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://postgres@127.0.0.1/none",
+        ])
+        .env_remove("CHATGATE_JWT_SECRET")
+        .env_remove("CHATGATE_AUTH")
+        .output()
+        .await
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--jwt-secret") && stderr.contains("--auth trust"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_tells_clients_and_exits() {
+    let mut running = start(&["--shutdown-grace-secs", "5"]).await;
+    let addr: std::net::SocketAddr = running
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let mut ws = support::raw::RawWs::socketio(addr).await;
+    let pid = running.child.id().expect("pid").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    ws.expect_closed().await;
+    let exit = tokio::time::timeout(Duration::from_secs(10), running.child.wait())
+        .await
+        .expect("exits within the grace period")
+        .expect("exit status");
+    assert!(exit.success(), "{exit}");
+}

@@ -66,6 +66,22 @@ struct Slot<'a> {
     post: bool,
 }
 
+impl<'a> Slot<'a> {
+    /// Claims the session's GET (or POST) slot; an overlapping request closes the session.
+    fn claim(session: &'a Session, post: bool) -> Result<Slot<'a>, RequestError> {
+        let free = if post {
+            session.begin_post()
+        } else {
+            session.begin_get()
+        };
+        if !free {
+            session.close(CloseReason::TransportError);
+            return Err(RequestError::BadRequest);
+        }
+        Ok(Slot { session, post })
+    }
+}
+
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if self.post {
@@ -82,14 +98,7 @@ pub(super) async fn get<H: Handler>(
     entry: Entry<H>,
 ) -> Result<Response<Body>, RequestError> {
     let session = &*entry.session;
-    if !session.begin_get() {
-        session.close(CloseReason::TransportError);
-        return Err(RequestError::BadRequest);
-    }
-    let _slot = Slot {
-        session,
-        post: false,
-    };
+    let _slot = Slot::claim(session, false)?;
     let mut batch = VecDeque::new();
     loop {
         session.outbox().drain_into(&mut batch);
@@ -131,14 +140,7 @@ pub(super) async fn post<H: Handler>(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, RequestError> {
     let session = &*entry.session;
-    if !session.begin_post() {
-        session.close(CloseReason::TransportError);
-        return Err(RequestError::BadRequest);
-    }
-    let _slot = Slot {
-        session,
-        post: true,
-    };
+    let _slot = Slot::claim(session, true)?;
     let max = engine.config.max_payload;
     let declared = req
         .headers()

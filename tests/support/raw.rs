@@ -189,16 +189,11 @@ impl RawWs {
     /// The next text frame, skipping server pings (answered); `None` once the connection closed.
     pub async fn recv_text(&mut self) -> Option<String> {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("a frame within the deadline");
-            match msg {
-                Some(Ok(Message::Text(t))) if t.as_str() == "2" => self.send_text("3").await,
-                Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
-                Some(Ok(Message::Binary(_))) => return Some("<binary>".to_owned()),
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            let frame = self.recv_raw().await?;
+            if frame != "2" {
+                return Some(frame);
             }
+            self.send_text("3").await;
         }
     }
 

@@ -62,14 +62,10 @@ pub fn parse_raw(text: &str, max_depth: usize) -> Result<&RawValue, JsonError> {
     serde_json::from_str::<&RawValue>(text).map_err(|e| JsonError::Syntax(e.to_string()))
 }
 
-/// Splits a validated JSON array into its elements, borrowing each.
-pub fn array_elements(raw: &RawValue) -> Result<Vec<&RawValue>, JsonError> {
-    serde_json::from_str::<Vec<&RawValue>>(raw.get()).map_err(|e| JsonError::Syntax(e.to_string()))
-}
-
-/// The first non-whitespace byte of a validated JSON value: which kind of value it is.
-pub fn kind(raw: &RawValue) -> u8 {
-    raw.get().trim_start().bytes().next().unwrap_or(b' ')
+/// Parses `text` as a JSON array and returns its elements, borrowed; validates the whole text
+/// (elements, brackets, nothing trailing) in the same pass. Check the depth first.
+pub fn elements(text: &str) -> Result<Vec<&RawValue>, JsonError> {
+    serde_json::from_str::<Vec<&RawValue>>(text).map_err(|e| JsonError::Syntax(e.to_string()))
 }
 
 #[cfg(test)]

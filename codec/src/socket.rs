@@ -319,16 +319,26 @@ impl Packet {
 
     /// Checks the data against the shape the packet type requires.
     fn validate(&self, attachments: usize, limits: &Limits) -> Result<(), SocketError> {
-        let raw = match &self.data {
-            Some(text) => Some(json::parse_raw(text, limits.max_depth)?),
-            None => None,
-        };
+        let text = self.data.as_deref();
+        if let Some(text) = text {
+            json::check_depth(text, limits.max_depth)?;
+        }
+        // The first significant character tells the JSON type; each branch then parses the text
+        // once, which also validates its syntax.
+        let shape = text.map(|t| t.trim_start().bytes().next().unwrap_or(b' '));
         let kind = self.kind;
         let invalid = |expected| SocketError::InvalidData { kind, expected };
-        let shape = raw.map(json::kind);
+        let syntax = |text: Option<&str>| -> Result<(), SocketError> {
+            match text {
+                Some(t) => json::parse_raw(t, limits.max_depth)
+                    .map(|_| ())
+                    .map_err(SocketError::from),
+                None => Ok(()),
+            }
+        };
         match kind {
             Kind::Connect => match shape {
-                None | Some(b'{') => {}
+                None | Some(b'{') => syntax(text)?,
                 Some(_) => return Err(invalid("absent or a JSON object")),
             },
             Kind::Disconnect => {
@@ -337,14 +347,14 @@ impl Packet {
                 }
             }
             Kind::ConnectError => match shape {
-                Some(b'{' | b'"') => {}
+                Some(b'{' | b'"') => syntax(text)?,
                 _ => return Err(invalid("a JSON object or string")),
             },
             Kind::Event | Kind::BinaryEvent => {
-                let raw = raw
-                    .filter(|r| json::kind(r) == b'[')
+                let text = text
+                    .filter(|_| shape == Some(b'['))
                     .ok_or(invalid("a non-empty JSON array"))?;
-                let first = *json::array_elements(raw)?
+                let first = *json::elements(text)?
                     .first()
                     .ok_or(invalid("a non-empty JSON array"))?;
                 let name: String = serde_json::from_str(first.get())
@@ -357,6 +367,7 @@ impl Packet {
                 if shape != Some(b'[') {
                     return Err(invalid("a JSON array"));
                 }
+                syntax(text)?;
                 if self.id.is_none() {
                     return Err(SocketError::MissingAckId);
                 }
@@ -364,8 +375,8 @@ impl Packet {
         }
         if kind.is_binary() {
             // Placeholders are rare (binary packets only), so a value tree is affordable here.
-            let value: Value = match raw {
-                Some(raw) => serde_json::from_str(raw.get())
+            let value: Value = match text {
+                Some(raw) => serde_json::from_str(raw)
                     .map_err(|e| SocketError::Json(JsonError::Syntax(e.to_string())))?,
                 None => Value::Null,
             };
@@ -379,8 +390,7 @@ impl Packet {
         if !matches!(self.kind, Kind::Event | Kind::BinaryEvent) {
             return None;
         }
-        let raw: &RawValue = serde_json::from_str(self.data.as_deref()?).ok()?;
-        let mut args = json::array_elements(raw).ok()?;
+        let mut args = json::elements(self.data.as_deref()?).ok()?;
         if args.is_empty() {
             return None;
         }

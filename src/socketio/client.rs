@@ -59,7 +59,7 @@ impl Client {
     }
 
     /// The socket connected to `nsp`, if any.
-    pub(super) fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
+    pub fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
         self.state()
             .sockets
             .iter()

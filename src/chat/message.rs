@@ -23,9 +23,29 @@ struct ReceiveMessage<'a> {
 
 /// UTC, ISO-8601 without offset, 6 fractional digits: `2025-11-16T10:30:00.123456`.
 pub fn timestamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string()
+    format_timestamp(chrono::Utc::now())
+}
+
+/// Writes the digits by hand: this runs once per message, and chrono's general `format` machinery
+/// cost more than the rest of the message's encoding.
+fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    fn put(out: &mut [u8], mut n: u32) {
+        for slot in out.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
+    let mut b = *b"0000-00-00T00:00:00.000000";
+    put(&mut b[0..4], t.year().clamp(0, 9999) as u32);
+    put(&mut b[5..7], t.month());
+    put(&mut b[8..10], t.day());
+    put(&mut b[11..13], t.hour());
+    put(&mut b[14..16], t.minute());
+    put(&mut b[17..19], t.second());
+    // A leap second shows as nanoseconds past 1e9; keep six digits.
+    put(&mut b[20..26], (t.nanosecond() / 1000).min(999_999));
+    String::from_utf8(b.to_vec()).expect("ASCII digits and punctuation")
 }
 
 pub fn send(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
@@ -77,6 +97,19 @@ fn try_send(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamp_matches_chrono_formatting() {
+        use chrono::TimeZone;
+        let t = chrono::Utc.with_ymd_and_hms(2025, 11, 16, 10, 30, 0).unwrap()
+            + chrono::Duration::microseconds(123_456);
+        assert_eq!(super::format_timestamp(t), "2025-11-16T10:30:00.123456");
+        let now = chrono::Utc::now();
+        assert_eq!(
+            super::format_timestamp(now),
+            now.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+        );
+    }
+
     #[test]
     fn timestamp_format() {
         let t = super::timestamp();

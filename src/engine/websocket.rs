@@ -1,9 +1,10 @@
 //! The WebSocket transport: the HTTP upgrade, the probe that moves a polling session over, and the one
 //! task that then reads, writes and keeps the heartbeat of the connection.
 //!
-//! The task waits on four things at once: the application's pending work for the last message (so
-//! messages are handled in order), the session's outbox (drained whole and flushed once per wake-up),
-//! the next frame from the client (only when no work is pending), and the heartbeat deadline.
+//! The task waits on four things at once, in this order of preference: the application's pending work
+//! for the last message (so messages are handled in order), the next frame from the client (only when
+//! no work is pending), the session's outbox (drained whole and flushed once, when nothing more is
+//! there to read or after a burst of reads), and the heartbeat deadline.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -166,11 +167,18 @@ fn message(frame: &Frame) -> Message {
     }
 }
 
+/// Most frames read before the outbox is flushed, so a client that never stops sending still gets
+/// its answers (and the outbox never fills up behind a flood of reads).
+const READ_BURST: u32 = 32;
+
 /// Runs the connection until it ends; returns why.
 async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>) -> CloseReason {
     let session = &*entry.session;
     let mut batch = VecDeque::new();
     let mut pending: Option<Pending> = None;
+    // Frames read since the last flush. Reading everything the client already sent before
+    // writing turns a burst of requests into one write of all their answers.
+    let mut burst = 0u32;
     let sleep = tokio::time::sleep_until(session.heartbeat_deadline());
     tokio::pin!(sleep);
     loop {
@@ -179,27 +187,8 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
             () = async { pending.as_mut().expect("guarded by the branch condition").await }, if pending.is_some() => {
                 pending = None;
             }
-            () = session.outbox().ready() => {
-                session.outbox().drain_into(&mut batch);
-                for item in batch.drain(..) {
-                    for frame in item.frames() {
-                        if ws.feed(message(frame)).await.is_err() {
-                            return CloseReason::TransportError;
-                        }
-                    }
-                }
-                if ws.flush().await.is_err() {
-                    return CloseReason::TransportError;
-                }
-                // Keep no large buffer while idle.
-                if batch.capacity() > 64 {
-                    batch = VecDeque::new();
-                }
-                if let Some(reason) = session.close_reason() {
-                    return reason;
-                }
-            }
-            incoming = ws.next(), if pending.is_none() => {
+            incoming = ws.next(), if pending.is_none() && burst < READ_BURST => {
+                burst += 1;
                 let packet = match incoming {
                     None | Some(Ok(Message::Close(_))) => return CloseReason::TransportClose,
                     Some(Err(e)) => {
@@ -232,6 +221,28 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
                 if let Some(reason) = session.close_reason() {
                     // Let what is queued (e.g. a disconnect packet) go out first.
                     flush_outbox(ws, session).await;
+                    return reason;
+                }
+            }
+            // Flush when the client has nothing more to read for us right now, or after a burst.
+            () = async { if burst < READ_BURST { session.outbox().ready().await } } => {
+                burst = 0;
+                session.outbox().drain_into(&mut batch);
+                for item in batch.drain(..) {
+                    for frame in item.frames() {
+                        if ws.feed(message(frame)).await.is_err() {
+                            return CloseReason::TransportError;
+                        }
+                    }
+                }
+                if ws.flush().await.is_err() {
+                    return CloseReason::TransportError;
+                }
+                // Keep no large buffer while idle.
+                if batch.capacity() > 64 {
+                    batch = VecDeque::new();
+                }
+                if let Some(reason) = session.close_reason() {
                     return reason;
                 }
             }

@@ -94,7 +94,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_secs(10),
             outbox_capacity: 1024,
-            websocket_read_buffer: 4096,
+            websocket_read_buffer: 512,
             allow_polling: true,
             allow_websocket: true,
             origins: OriginPolicy::default(),

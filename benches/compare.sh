@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs the same load against chatgate and against the Node.js socket.io reference (benches/node-ref),
+# one after the other, each server pinned to core 0 with the load tool on core 1, against a freshly
+# seeded PostgreSQL database; prints a table with chatgate/Node ratios. Loopback only.
+#
+#   benches/compare.sh [rate] [saturation] [idle] [churn]      (default: all four)
+#
+# Scenarios (TARGETS.md): rate = 20,000 deliveries/s over 1,000 rooms; saturation = 100 rooms, 8
+# messages in flight per client; idle = 19,800 joined connections; churn = 64 workers connecting,
+# joining, sending, receiving, disconnecting.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(rate saturation idle churn)
+DB=chatgate_bench
+URL="postgres://postgres@127.0.0.1:5432/$DB"
+PORT=7100
+out=$(mktemp -d)
+trap 'kill "${server:-}" 2>/dev/null || true' EXIT
+
+pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+psql -q -h 127.0.0.1 -U postgres -v events=10000 -f benches/seed.sql "$DB" >/dev/null 2>&1
+cargo build --release -q -p chatgate -p chatgate-load
+(cd benches/node-ref && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+
+start_server() {
+  case "$1" in
+    chatgate) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
+                --auth trust --workers 1 --max-connections 20000 >"$out/$1.log" 2>&1 & ;;
+    node) taskset -c 0 node benches/node-ref/server.js --port "$PORT" --database-url "$URL" >"$out/$1.log" 2>&1 & ;;
+  esac
+  server=$!
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/socket.io/?EIO=4&transport=polling" && return
+    sleep 0.1
+  done
+  echo "$1 did not start"; cat "$out/$1.log"; exit 1
+}
+
+load() {
+  taskset -c 1 ./target/release/chatgate-load --server "127.0.0.1:$PORT" --server-pid "$server" --label "$1" "${@:2}" \
+    2>>"$out/summary.txt" | grep '^RESULT ' | sed 's/^RESULT //' >>"$out/results.jsonl"
+}
+
+for scenario in "${scenarios[@]}"; do
+  for name in chatgate node; do
+    start_server "$name"
+    case "$scenario" in
+      rate) load "$name" fanout --rooms 1000 --rate 20000 --warmup 3 --duration 10 ;;
+      saturation) load "$name" fanout --rooms 100 --rate 0 --inflight 8 --warmup 3 --duration 10 ;;
+      idle) load "$name" --source 127.0.0.2,127.0.0.3 idle --connections 19800 --concurrency 256 --hold 5 ;;
+      churn) load "$name" churn --concurrency 64 --duration 10 ;;
+    esac
+    kill "$server"; wait "$server" 2>/dev/null || true
+  done
+done
+
+cat "$out/summary.txt"
+python3 - "$out/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def key(r):
+    return (r["scenario"], r.get("rate"), r.get("rooms"))
+groups = {}
+for r in rows:
+    groups.setdefault(key(r), {})[r["label"]] = r
+metrics = {
+    "fanout": [("deliveries_per_sec", "deliveries/s", "{:,.0f}"), ("server_cpu_us_per_delivery", "server µs/delivery", "{:.2f}"),
+               ("p50_us", "p50 µs", "{:,.0f}"), ("p99_us", "p99 µs", "{:,.0f}"), ("lost", "lost", "{}"),
+               ("tool_core_share", "load tool core", "{:.0%}")],
+    "idle": [("rss_per_connection_kib", "RSS KiB/connection", "{:.2f}"), ("joins_per_sec", "joins/s", "{:,.0f}")],
+    "churn": [("sessions_per_sec", "sessions/s", "{:,.0f}"), ("server_cpu_ms_per_session", "server ms/session", "{:.3f}")],
+}
+print(f"\n| scenario | metric | chatgate | node | chatgate / node |\n| --- | --- | --- | --- | --- |")
+for k, by in groups.items():
+    name = k[0] if k[0] != "fanout" else ("fanout rate %s, %s rooms" % (k[1] or "max", k[2]))
+    for field, label, fmt in metrics[k[0]]:
+        c, n = by.get("chatgate", {}).get(field), by.get("node", {}).get(field)
+        show = lambda v: "?" if v is None else fmt.format(v)
+        ratio = f"{c / n:.2f}" if isinstance(c, (int, float)) and isinstance(n, (int, float)) and n else "-"
+        print(f"| {name} | {label} | {show(c)} | {show(n)} | {ratio} |")
+PY
+echo "(raw results: $out)"

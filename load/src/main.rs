@@ -26,7 +26,10 @@ use tokio::time::Instant;
 use wire::Conn;
 
 #[derive(Parser, Debug)]
-#[command(name = "chatgate-load", about = "Loopback load for chat servers speaking the seed's protocol")]
+#[command(
+    name = "chatgate-load",
+    about = "Loopback load for chat servers speaking the seed's protocol"
+)]
 struct Cli {
     /// Server address; must be a loopback address.
     #[arg(long, default_value = "127.0.0.1:6969")]
@@ -98,7 +101,8 @@ struct Target {
 
 impl Target {
     async fn connect(&self, n: u32) -> std::io::Result<Conn> {
-        let source = (!self.sources.is_empty()).then(|| self.sources[n as usize % self.sources.len()]);
+        let source =
+            (!self.sources.is_empty()).then(|| self.sources[n as usize % self.sources.len()]);
         let mut conn = Conn::connect(self.server, source, &self.path).await?;
         conn.socketio_connect().await?;
         Ok(conn)
@@ -149,11 +153,22 @@ async fn run(cli: Cli) -> Result<(), String> {
     });
     let pid = cli.server_pid.as_deref();
     let result = match cli.scenario.clone() {
-        Scenario::Fanout { rooms, rate, inflight, warmup, duration } => {
-            fanout(target, pid, rooms, rate, inflight, warmup, duration).await?
-        }
-        Scenario::Idle { connections, concurrency, hold } => idle(target, pid, connections, concurrency, hold).await?,
-        Scenario::Churn { concurrency, duration } => churn(target, pid, concurrency, duration).await?,
+        Scenario::Fanout {
+            rooms,
+            rate,
+            inflight,
+            warmup,
+            duration,
+        } => fanout(target, pid, rooms, rate, inflight, warmup, duration).await?,
+        Scenario::Idle {
+            connections,
+            concurrency,
+            hold,
+        } => idle(target, pid, connections, concurrency, hold).await?,
+        Scenario::Churn {
+            concurrency,
+            duration,
+        } => churn(target, pid, concurrency, duration).await?,
     };
     let mut result = result;
     result["label"] = json!(cli.label);
@@ -216,19 +231,24 @@ async fn fanout(
     let conns = connect_all(&target, clients, 256).await?;
     let epoch = Instant::now();
     let shared = Rc::new(Shared {
-        latency: RefCell::new(Some(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"))),
+        latency: RefCell::new(Some(
+            Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        )),
         sending: Cell::new(true),
         window_start: Cell::new(u64::MAX),
         window_end: Cell::new(u64::MAX),
         ..Shared::default()
     });
     // Fixed rate: every client sends one message per `period`; each message is delivered twice.
-    let period = (rate > 0).then(|| Duration::from_secs_f64(2.0 * f64::from(clients) / rate as f64));
+    let period =
+        (rate > 0).then(|| Duration::from_secs_f64(2.0 * f64::from(clients) / rate as f64));
     let mut tasks = tokio::task::JoinSet::new();
     for (n, conn) in conns.into_iter().enumerate() {
         let shared = shared.clone();
         let phase = period.map(|p| p.mul_f64((n as f64 * 0.618_034) % 1.0));
-        tasks.spawn_local(client_loop(conn, n as u32, shared, epoch, period, phase, inflight));
+        tasks.spawn_local(client_loop(
+            conn, n as u32, shared, epoch, period, phase, inflight,
+        ));
     }
     let since = |d: f64| epoch + Duration::from_secs_f64(d);
     tokio::time::sleep_until(since(warmup)).await;
@@ -358,9 +378,7 @@ async fn idle(
     // Keep every connection answering pings while we wait.
     let mut holders = tokio::task::JoinSet::new();
     for mut c in conns {
-        holders.spawn_local(async move {
-            while c.next_text().await.is_ok() {}
-        });
+        holders.spawn_local(async move { while c.next_text().await.is_ok() {} });
     }
     tokio::time::sleep(Duration::from_secs_f64(hold)).await;
     let after = pid.and_then(stats::rss_kib);
@@ -383,7 +401,12 @@ async fn idle(
     }))
 }
 
-async fn churn(target: Rc<Target>, pid: Option<&str>, concurrency: u32, duration: f64) -> Result<serde_json::Value, String> {
+async fn churn(
+    target: Rc<Target>,
+    pid: Option<&str>,
+    concurrency: u32,
+    duration: f64,
+) -> Result<serde_json::Value, String> {
     let deadline = Instant::now() + Duration::from_secs_f64(duration);
     let done = Rc::new(Cell::new(0u64));
     let failed = Rc::new(Cell::new(0u64));
@@ -419,7 +442,9 @@ async fn churn(target: Rc<Target>, pid: Option<&str>, concurrency: u32, duration
     while workers.join_next().await.is_some() {}
     let secs = started.elapsed().as_secs_f64();
     let rate = done.get() as f64 / secs;
-    let cpu_ms = cpu.elapsed().map(|c| c.as_secs_f64() * 1e3 / done.get().max(1) as f64);
+    let cpu_ms = cpu
+        .elapsed()
+        .map(|c| c.as_secs_f64() * 1e3 / done.get().max(1) as f64);
     eprintln!(
         "churn: {} sessions in {secs:.1} s ({rate:.0}/s), {} failed, server {} ms CPU per session",
         done.get(),

@@ -99,7 +99,10 @@ impl Conn {
                 return Ok(frame);
             }
             if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed",
+                ));
             }
         }
     }
@@ -122,7 +125,10 @@ impl Conn {
         let payload = self.rbuf.split_to(len);
         match opcode {
             0x1 | 0x2 => Ok(Some(payload)),
-            0x8 => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "close frame")),
+            0x8 => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "close frame",
+            )),
             _ => Ok(Some(BytesMut::new())), // ping/pong/continuation: not used by the servers here
         }
     }
@@ -147,7 +153,8 @@ impl Conn {
 
     /// Sends join-chat and waits for chat-joined.
     pub async fn join(&mut self, eventid: u32, userid: u32, role: &str) -> io::Result<()> {
-        let msg = format!(r#"42["join-chat",{{"eventid":{eventid},"userid":{userid},"role":"{role}"}}]"#);
+        let msg =
+            format!(r#"42["join-chat",{{"eventid":{eventid},"userid":{userid},"role":"{role}"}}]"#);
         self.send_text(msg.as_bytes()).await?;
         loop {
             let f = self.next_text().await?;
@@ -222,7 +229,10 @@ mod tests {
         let sent = message_text(123456789, 42);
         let delivered = sent.replace("send-message", "receive-message");
         assert_eq!(sent_at(delivered.as_bytes()), Some((42, 123456789)));
-        assert_eq!(sent_at(br#"42["receive-message",{"message":"hello"}]"#), None);
+        assert_eq!(
+            sent_at(br#"42["receive-message",{"message":"hello"}]"#),
+            None
+        );
     }
 
     #[test]

@@ -100,7 +100,9 @@ mod tests {
     #[test]
     fn timestamp_matches_chrono_formatting() {
         use chrono::TimeZone;
-        let t = chrono::Utc.with_ymd_and_hms(2025, 11, 16, 10, 30, 0).unwrap()
+        let t = chrono::Utc
+            .with_ymd_and_hms(2025, 11, 16, 10, 30, 0)
+            .unwrap()
             + chrono::Duration::microseconds(123_456);
         assert_eq!(super::format_timestamp(t), "2025-11-16T10:30:00.123456");
         let now = chrono::Utc::now();

@@ -34,7 +34,7 @@ type Socket = WebSocketStream<TokioIo<Upgraded>>;
 /// Answers a WebSocket upgrade request with 101 and starts the connection's task.
 pub(super) fn upgrade<H: Handler>(
     engine: Arc<Engine<H>>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     entry: Option<Entry<H>>,
     remote: SocketAddr,
     query: String,
@@ -61,8 +61,12 @@ pub(super) fn upgrade<H: Handler>(
     ws_config.max_message_size = Some(config.max_payload);
     ws_config.max_frame_size = Some(config.max_payload);
 
-    tokio::spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
+    // Only the upgrade handle goes into the task, not the whole request: the task lives as long as
+    // the connection, and its size is paid per connection.
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    drop(req);
+    let task = async move {
+        let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
                 tracing::debug!(error = %e, "websocket upgrade failed");
@@ -82,7 +86,8 @@ pub(super) fn upgrade<H: Handler>(
             },
         )
         .await;
-    });
+    };
+    tokio::spawn(task);
 
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -114,13 +114,13 @@ fn enter(socket: &Arc<Socket>, request: Request, name: String, ack: Option<u64>)
             .take()
             .map(|old| (socket.leave(&old.room), old));
         let count = socket.join(&room);
-        inner.membership = Some(Membership {
+        inner.membership = Some(Arc::new(Membership {
             eventid: request.eventid,
             userid: request.userid,
             role: request.role,
             name,
             room: room.clone(),
-        });
+        }));
         (count, left)
     };
     if let Some((remaining, old)) = left {

@@ -1,6 +1,6 @@
 //! What the chat remembers about each socket: who it proved to be (JWT) and which chat it is in.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::directory::Role;
 
@@ -18,7 +18,8 @@ pub struct Membership {
 
 #[derive(Debug, Default)]
 pub struct Inner {
-    pub membership: Option<Membership>,
+    /// Shared, so the message path takes it with a reference-count increment, not two string copies.
+    pub membership: Option<Arc<Membership>>,
     /// The socket disconnected: a join still in flight must not add it to a room.
     pub gone: bool,
 }
@@ -44,8 +45,8 @@ impl ChatSocket {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the current membership.
-    pub fn membership(&self) -> Option<Membership> {
+    /// The current membership.
+    pub fn membership(&self) -> Option<Arc<Membership>> {
         self.lock().membership.clone()
     }
 }

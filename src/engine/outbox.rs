@@ -9,11 +9,13 @@
 //! buffer at all (a channel keeps a block of slots allocated per connection).
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use chatgate_codec::engine::Frame;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 /// What a writer sends: one frame, or several that must stay together (a binary packet's header and
 /// its attachments, which another sender's frames must not split).
@@ -51,7 +53,10 @@ pub enum PushError {
 #[derive(Debug)]
 pub struct Outbox {
     queue: Mutex<VecDeque<Outgoing>>,
-    ready: Notify,
+    /// Set by pushes, cleared by the writer when it wakes: one flag and one waker, because there is
+    /// one writer at a time (a mutex-guarded waiter list would cost a lock per wake-up).
+    signalled: AtomicBool,
+    writer: AtomicWaker,
     closed: AtomicBool,
     capacity: usize,
 }
@@ -60,7 +65,8 @@ impl Outbox {
     pub fn new(capacity: usize) -> Outbox {
         Outbox {
             queue: Mutex::new(VecDeque::new()),
-            ready: Notify::new(),
+            signalled: AtomicBool::new(false),
+            writer: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             capacity,
         }
@@ -78,7 +84,7 @@ impl Outbox {
             }
             queue.push_back(item);
         }
-        self.ready.notify_one();
+        self.signal();
         Ok(())
     }
 
@@ -101,16 +107,33 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Waits until something may have been pushed, or the outbox was closed. Spurious wake-ups are
-    /// possible; the writer drains and finds nothing.
+    /// Waits until something may have been pushed, or the outbox was closed, since the last wait.
+    /// Spurious wake-ups are possible; the writer drains and finds nothing. One writer at a time.
     pub async fn ready(&self) {
-        self.ready.notified().await
+        poll_fn(|cx| {
+            if self.signalled.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.writer.register(cx.waker());
+            // A push between the check and the registration set the flag: look again.
+            if self.signalled.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.writer.wake();
     }
 
     /// Refuses further pushes and wakes the writer.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.ready.notify_one();
+        self.signal();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -119,7 +142,7 @@ impl Outbox {
 
     /// Wakes the writer without pushing (for example to end a long-poll during an upgrade).
     pub fn wake(&self) {
-        self.ready.notify_one();
+        self.signal();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Outgoing>> {
@@ -155,7 +178,7 @@ mod tests {
     async fn a_push_before_the_wait_is_not_lost() {
         let outbox = Outbox::new(4);
         outbox.push_frame(text("4a")).unwrap();
-        // The permit stored by notify_one wakes the next waiter at once.
+        // The signal set by the push wakes the next wait at once.
         outbox.ready().await;
         assert_eq!(outbox.len(), 1);
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{AuthMode, JwtVerifier};
+use crate::chat::rate::RateLimit;
 use crate::chat::{Chat, ChatConfig};
 use crate::config::{AuthArg, ServeArgs};
 use crate::demo::DemoPage;
@@ -112,6 +113,14 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         auth,
         ChatConfig {
             max_message_chars: args.max_message_chars,
+            message_rate: RateLimit {
+                per_second: args.message_rate,
+                burst: args.message_burst,
+            },
+            typing_rate: RateLimit {
+                per_second: args.typing_rate,
+                burst: args.typing_burst,
+            },
         },
     );
     let config = engine_config(args);

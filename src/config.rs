@@ -91,6 +91,22 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_MAX_MESSAGE_CHARS", default_value_t = 5000)]
     pub max_message_chars: usize,
 
+    /// `send-message` events per second a socket may send on average (0: unlimited).
+    #[arg(long, env = "CHATGATE_MESSAGE_RATE", default_value_t = 10.0)]
+    pub message_rate: f64,
+
+    /// `send-message` events a socket may send in a burst.
+    #[arg(long, env = "CHATGATE_MESSAGE_BURST", default_value_t = 20.0)]
+    pub message_burst: f64,
+
+    /// `typing` events per second a socket may send on average (0: unlimited).
+    #[arg(long, env = "CHATGATE_TYPING_RATE", default_value_t = 5.0)]
+    pub typing_rate: f64,
+
+    /// `typing` events a socket may send in a burst.
+    #[arg(long, env = "CHATGATE_TYPING_BURST", default_value_t = 10.0)]
+    pub typing_burst: f64,
+
     /// Most simultaneous sessions; further handshakes get 503.
     #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,

@@ -76,6 +76,23 @@ async fn unicode_and_emoji() {
 }
 
 #[tokio::test]
+async fn rate_limits_refuse_floods() {
+    let flags = [
+        "--auth",
+        "trust",
+        "--message-rate",
+        "1",
+        "--message-burst",
+        "3",
+        "--typing-rate",
+        "1",
+        "--typing-burst",
+        "2",
+    ];
+    scenario("ratelimit", &flags, &[]).await;
+}
+
+#[tokio::test]
 async fn chat_over_long_polling() {
     scenario("polling", TRUST, &[]).await;
 }

@@ -14,6 +14,7 @@ pub mod join;
 pub mod leave;
 pub mod message;
 pub mod payload;
+pub mod rate;
 pub mod state;
 pub mod typing;
 
@@ -36,12 +37,24 @@ use state::ChatSocket;
 pub struct ChatConfig {
     /// Longest accepted message, in characters (Unicode scalar values). Default 5000.
     pub max_message_chars: usize,
+    /// `send-message` per socket. Default 10/s, bursts of 20.
+    pub message_rate: rate::RateLimit,
+    /// `typing` per socket. Default 5/s, bursts of 10.
+    pub typing_rate: rate::RateLimit,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig {
             max_message_chars: 5000,
+            message_rate: rate::RateLimit {
+                per_second: 10.0,
+                burst: 20.0,
+            },
+            typing_rate: rate::RateLimit {
+                per_second: 5.0,
+                burst: 10.0,
+            },
         }
     }
 }
@@ -144,9 +157,21 @@ impl Namespace for Chat {
         let args = event.args();
         match event.name.as_str() {
             "join-chat" => join::join(self, socket, &args, ack),
-            "send-message" => message::send(self, socket, &args, ack),
+            "send-message" => {
+                if !chat_state(socket).allow_message(self.config.message_rate) {
+                    refuse(socket, ack, ChatError::RateLimited);
+                    return Dispatch::Done;
+                }
+                message::send(self, socket, &args, ack)
+            }
             "leave-chat" => leave::leave(socket, &args, ack),
-            "typing" => typing::typing(socket, &args, ack),
+            "typing" => {
+                if !chat_state(socket).allow_typing(self.config.typing_rate) {
+                    refuse(socket, ack, ChatError::RateLimited);
+                    return Dispatch::Done;
+                }
+                typing::typing(socket, &args, ack)
+            }
             // Events the seed does not define are ignored, as Socket.IO servers do; a client that
             // asked for an ack is told why, rather than left waiting.
             other => {

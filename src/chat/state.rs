@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::rate::{Bucket, RateLimit};
 use crate::directory::Role;
 
 /// The chat a socket is in.
@@ -22,6 +23,8 @@ pub struct Inner {
     pub membership: Option<Arc<Membership>>,
     /// The socket disconnected: a join still in flight must not add it to a room.
     pub gone: bool,
+    messages: Bucket,
+    typing: Bucket,
 }
 
 /// Per-socket chat state, attached to the Socket.IO socket at connect.
@@ -43,6 +46,18 @@ impl ChatSocket {
     /// Held only for bookkeeping and room membership changes, never across an await.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether one more `send-message` is within the rate limit (and counts it).
+    pub fn allow_message(&self, limit: RateLimit) -> bool {
+        self.lock()
+            .messages
+            .allow(limit, tokio::time::Instant::now())
+    }
+
+    /// Whether one more `typing` is within the rate limit (and counts it).
+    pub fn allow_typing(&self, limit: RateLimit) -> bool {
+        self.lock().typing.allow(limit, tokio::time::Instant::now())
     }
 
     /// The current membership.

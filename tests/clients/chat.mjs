@@ -260,6 +260,31 @@ const scenarios = {
     }
   },
 
+  // Rate limits (the server runs with --message-rate 1 --message-burst 3 --typing-rate 1
+  // --typing-burst 2): over the limit, "Rate limit exceeded" and nothing is delivered.
+  async ratelimit() {
+    const a = await client();
+    const b = await client();
+    await join(a, 101, 1, "tutor");
+    await join(b, 101, 2, "tutee");
+    for (let i = 0; i < 3; i++) {
+      const [ok] = await ask(a, "send-message", { message: `burst ${i}` });
+      equal(ok.message, `burst ${i}`, "within the burst");
+    }
+    await expectError(a, "Rate limit exceeded", "send-message", { message: "one too many" });
+    await ask(a, "typing", { is_typing: true });
+    await ask(a, "typing", { is_typing: false });
+    await expectError(a, "Rate limit exceeded", "typing", { is_typing: true });
+    // The other member's own budget is untouched.
+    const [fromB] = await ask(b, "send-message", { message: "b is fine" });
+    equal(fromB.message, "b is fine", "another socket is not limited by a's flood");
+    await barrier(b);
+    equal(take(b, "receive-message").map((m) => m.message), ["burst 0", "burst 1", "burst 2", "b is fine"], "delivered");
+    equal(take(b, "user-typing").length, 2, "typing within the limit only");
+    a.close();
+    b.close();
+  },
+
   // Polling transport only (no WebSocket at all): the whole chat works.
   async polling() {
     const a = await client({ transports: ["polling"] });

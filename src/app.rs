@@ -1,9 +1,11 @@
 //! Assembles the gateway from its settings: directory, authentication, the chat namespace, the
 //! Engine.IO endpoint and the demo page, and runs it until a shutdown signal.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::Admin;
 use crate::auth::{AuthMode, JwtVerifier};
 use crate::chat::rate::RateLimit;
 use crate::chat::{Chat, ChatConfig};
@@ -43,6 +45,8 @@ impl std::error::Error for StartError {}
 /// The assembled gateway.
 pub struct Gateway {
     pub router: Router,
+    /// Set at shutdown; `/ready` reports it.
+    pub shutting_down: Arc<AtomicBool>,
     pub engine: Arc<Engine<SocketIo>>,
     pub auth: &'static str,
     pub demo: bool,
@@ -108,6 +112,8 @@ pub fn engine_config(args: &ServeArgs) -> EngineConfig {
 pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gateway, StartError> {
     let auth = auth_mode(args)?;
     let auth_name = auth.name();
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let admin = Arc::new(Admin::new(directory.clone(), shutting_down.clone()));
     let chat = Chat::new(
         directory,
         auth,
@@ -137,9 +143,12 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     let engine = Engine::new(config, socketio);
     let router = Router::new()
         .route(path, engine.clone())
+        .route("/health", admin.clone())
+        .route("/ready", admin)
         .route("/", Arc::new(DemoPage));
     Ok(Gateway {
         router,
+        shutting_down,
         engine,
         auth: auth_name,
         demo: args.database_url.is_none(),
@@ -176,6 +185,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         shutdown_signal(),
     )
     .await;
+    gateway.shutting_down.store(true, Ordering::Release);
     tracing::info!(sessions = gateway.engine.session_count(), "shutting down");
     gateway.engine.close_all(CloseReason::ServerShutdown);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_secs);

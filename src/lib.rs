@@ -8,11 +8,12 @@
 //! - [`chat`]: the tutor/tutee chat of the seed, as a namespace; [`directory`] answers who may join
 //!   (PostgreSQL or the embedded demo), [`auth`] who a client is (JWT or trust).
 //!
-//! Shared pieces: [`http`] (response helpers, origin policy), [`sharded`] (the lock-sharded map
+//! Operations: [`admin`] (`/health`, `/ready`). Shared pieces: [`http`] (response helpers, origin policy), [`sharded`] (the lock-sharded map
 //! under the session and room tables).
 
 pub use chatgate_codec as codec;
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod chat;

@@ -195,7 +195,25 @@ async fn database_outage_fails_joins_keeps_chats_and_recovers() {
         .unwrap()
         .starts_with(r#"42["user-joined-chat""#));
 
+    let ready = |addr| async move {
+        support::raw::http(addr, "GET", "/ready", &[], b"")
+            .await
+            .status
+    };
+    assert_eq!(ready(server.addr).await, 200);
+
     proxy.down();
+    assert_eq!(
+        ready(server.addr).await,
+        503,
+        "not ready while the database is cut off"
+    );
+    assert_eq!(
+        support::raw::http(server.addr, "GET", "/health", &[], b"")
+            .await
+            .status,
+        200
+    );
     let mut late = RawWs::socketio(server.addr).await;
     assert_eq!(
         join(&mut late, 102, 3, "tutor").await,
@@ -211,6 +229,7 @@ async fn database_outage_fails_joins_keeps_chats_and_recovers() {
     }
 
     proxy.up();
+    assert_eq!(ready(server.addr).await, 200, "ready again");
     let reply = join(&mut late, 102, 3, "tutor").await;
     assert!(
         reply.starts_with(r#"42["chat-joined",{"eventid":102"#),

@@ -25,7 +25,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{
-    CloseReason, Dispatch, Engine, Entry, Handler, Origin, Pending, RequestError, Transport,
+    CloseReason, Dispatch, Engine, Entry, Handler, Origin, Outgoing, Pending, RequestError,
+    Transport,
 };
 use crate::http::Body;
 
@@ -180,6 +181,7 @@ const READ_BURST: u32 = 32;
 async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>) -> CloseReason {
     let session = &*entry.session;
     let mut batch = VecDeque::new();
+    let mut out = Vec::new();
     let mut pending: Option<Pending> = None;
     // Frames read since the last flush. Reading everything the client already sent before
     // writing turns a burst of requests into one write of all their answers.
@@ -233,14 +235,7 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
             () = async { if burst < READ_BURST { session.outbox().ready().await } } => {
                 burst = 0;
                 session.outbox().drain_into(&mut batch);
-                for item in batch.drain(..) {
-                    for frame in item.frames() {
-                        if ws.feed(message(frame)).await.is_err() {
-                            return CloseReason::TransportError;
-                        }
-                    }
-                }
-                if ws.flush().await.is_err() {
+                if write_batch(ws, &mut batch, &mut out).await.is_err() {
                     return CloseReason::TransportError;
                 }
                 // Keep no large buffer while idle.
@@ -259,6 +254,47 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
             }
         }
     }
+}
+
+/// Writes a batch of outgoing frames with one `write` call: the WebSocket framing of each (a server's
+/// frames are unmasked: a 2 to 10 byte header, then the payload) is laid out in `out` and written
+/// straight to the socket, under tungstenite. tungstenite's own output (pongs, the close frame) is
+/// flushed first, so frames never interleave inside one another.
+async fn write_batch(
+    ws: &mut Socket,
+    batch: &mut VecDeque<Outgoing>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    ws.flush().await.map_err(std::io::Error::other)?;
+    for item in batch.drain(..) {
+        for frame in item.frames() {
+            let (opcode, payload): (u8, &[u8]) = match frame {
+                Frame::Text(t) => (0x1, t.as_bytes()),
+                Frame::Binary(b) => (0x2, &b[..]),
+            };
+            out.push(0x80 | opcode);
+            match payload.len() {
+                n if n < 126 => out.push(n as u8),
+                n if n <= 0xffff => {
+                    out.push(126);
+                    out.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    out.push(127);
+                    out.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            out.extend_from_slice(payload);
+        }
+    }
+    let result = ws.get_mut().write_all(out).await;
+    out.clear();
+    // Keep no large buffer while idle.
+    if out.capacity() > 4096 {
+        *out = Vec::new();
+    }
+    result
 }
 
 /// A connection that simply went away is a "transport close", as Socket.IO names it; a client that

@@ -303,7 +303,8 @@ async fn client_loop(
     inflight: u32,
 ) {
     let now_ns = || epoch.elapsed().as_nanos() as u64;
-    let send = |conn: &mut Conn, shared: &Shared| {
+    let mut text = Vec::with_capacity(96);
+    let mut send = |conn: &mut Conn, shared: &Shared| {
         if !shared.sending.get() {
             return;
         }
@@ -311,7 +312,8 @@ async fn client_loop(
         if t >= shared.window_start.get() && t < shared.window_end.get() {
             shared.sent_in_window.set(shared.sent_in_window.get() + 1);
         }
-        conn.queue_text(wire::message_text(t, me).as_bytes());
+        wire::message_text_into(&mut text, t, me);
+        conn.queue_text(&text);
     };
     let mut ticker = period.map(|p| {
         let mut i = tokio::time::interval_at(Instant::now() + phase.unwrap_or_default(), p);

@@ -55,8 +55,10 @@ impl Conn {
     }
 
     /// Queues a text frame (masked, as clients must); `flush` writes everything queued at once.
+    /// The masking key is all zeros, which leaves the payload as it is: masking exists to keep
+    /// browsers' traffic from poisoning proxy caches, there is no proxy on loopback, and XOR-ing
+    /// every byte would cost the load tool the CPU it needs to outrun the server.
     pub fn queue_text(&mut self, payload: &[u8]) {
-        const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
         let out = &mut self.wbuf;
         out.push(0x81);
         match payload.len() {
@@ -70,8 +72,8 @@ impl Conn {
                 out.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i & 3]));
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(payload);
     }
 
     pub async fn flush(&mut self) -> io::Result<()> {
@@ -195,8 +197,14 @@ fn frame_len(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// The send time embedded in a receive-message frame by `message_text`, if it is one of ours.
 pub fn sent_at(frame: &[u8]) -> Option<(u32, u64)> {
+    // Both servers measured here write `message` first; other layouts fall back to a scan.
+    const PREFIX: &[u8] = b"42[\"receive-message\",{\"message\":\"t";
     const KEY: &[u8] = b"\"message\":\"t";
-    let at = frame.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let at = if frame.starts_with(PREFIX) {
+        PREFIX.len()
+    } else {
+        frame.windows(KEY.len()).position(|w| w == KEY)? + KEY.len()
+    };
     let mut nanos: u64 = 0;
     let mut i = at;
     while i < frame.len() && frame[i].is_ascii_digit() {
@@ -215,9 +223,35 @@ pub fn sent_at(frame: &[u8]) -> Option<(u32, u64)> {
     Some((sender, nanos))
 }
 
-/// A send-message frame whose text carries the send time and the sender's client number.
+/// A send-message frame whose text carries the send time and the sender's client number, written
+/// into `out` (cleared first) without formatting machinery.
+pub fn message_text_into(out: &mut Vec<u8>, nanos: u64, sender: u32) {
+    fn digits(out: &mut Vec<u8>, mut n: u64) {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&buf[i..]);
+    }
+    out.clear();
+    out.extend_from_slice(br#"42["send-message",{"message":"t"#);
+    digits(out, nanos);
+    out.push(b'-');
+    digits(out, u64::from(sender));
+    out.extend_from_slice(br#" lorem ipsum dolor sit amet"}]"#);
+}
+
+/// `message_text_into` as a new string.
 pub fn message_text(nanos: u64, sender: u32) -> String {
-    format!(r#"42["send-message",{{"message":"t{nanos}-{sender} lorem ipsum dolor sit amet"}}]"#)
+    let mut out = Vec::new();
+    message_text_into(&mut out, nanos, sender);
+    String::from_utf8(out).expect("ASCII")
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ fn try_send(
     let message = payload::string(fields.message)
         .map_err(|_| ChatError::MessageNotText)?
         .unwrap_or_default();
+    let message: &str = &message;
     if message.trim().is_empty() {
         return Err(ChatError::EmptyMessage);
     }
@@ -79,7 +80,7 @@ fn try_send(
         return Err(ChatError::MessageTooLong { max });
     }
     let payload = Encoded::new(&ReceiveMessage {
-        message: &message,
+        message,
         userid: member.userid,
         sender_name: &member.name,
         role: member.role.as_str(),

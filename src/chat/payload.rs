@@ -1,6 +1,8 @@
 //! Reading client payloads: fields borrowed from the packet's JSON, ids checked against PostgreSQL's
 //! `integer` range, extra fields ignored. Nothing here trusts the client.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -43,14 +45,18 @@ pub fn present(raw: Option<&RawValue>) -> bool {
     raw.is_some_and(|r| r.get().trim() != "null")
 }
 
-/// A string field; `Err(())` when present but not a string.
-pub fn string(raw: Option<&RawValue>) -> Result<Option<String>, NotAString> {
+/// A string field, borrowed from the packet when it has no escapes; `Err(NotAString)` when
+/// present but not a string.
+pub fn string<'a>(raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, NotAString> {
     match raw {
         None => Ok(None),
         Some(r) if r.get().trim() == "null" => Ok(None),
-        Some(r) => serde_json::from_str::<String>(r.get())
-            .map(Some)
-            .map_err(|_| NotAString),
+        Some(r) => match serde_json::from_str::<&str>(r.get()) {
+            Ok(borrowed) => Ok(Some(Cow::Borrowed(borrowed))),
+            Err(_) => serde_json::from_str::<String>(r.get())
+                .map(|owned| Some(Cow::Owned(owned)))
+                .map_err(|_| NotAString),
+        },
     }
 }
 
@@ -96,7 +102,7 @@ mod tests {
         let refs: Vec<&RawValue> = args.iter().map(|b| &**b).collect();
         let f = fields(&refs).unwrap();
         assert_eq!(id(f.eventid), Some(1));
-        assert_eq!(string(f.message), Ok(Some("hi".to_owned())));
+        assert_eq!(string(f.message), Ok(Some(Cow::Borrowed("hi"))));
         let not_object = [raw("[1]")];
         let refs: Vec<&RawValue> = not_object.iter().map(|b| &**b).collect();
         assert!(fields(&refs).is_none());
@@ -105,6 +111,10 @@ mod tests {
 
     #[test]
     fn strings_and_booleans() {
+        assert_eq!(
+            string(Some(&raw(r#""a\"b""#))),
+            Ok(Some(Cow::Owned("a\"b".to_owned())))
+        );
         assert_eq!(string(Some(&raw("{}"))), Err(NotAString));
         assert_eq!(string(Some(&raw("null"))), Ok(None));
         assert_eq!(boolean(Some(&raw("true"))), Some(true));

@@ -50,7 +50,8 @@ for scenario in "${scenarios[@]}"; do
       rate) load "$name" fanout --rooms 1000 --rate 20000 --warmup 3 --duration 10 ;;
       saturation) load "$name" fanout --rooms 100 --rate 0 --inflight 8 --warmup 3 --duration 10 ;;
       idle) load "$name" --source 127.0.0.2,127.0.0.3 idle --connections 19800 --concurrency 256 --hold 5 ;;
-      churn) load "$name" churn --concurrency 64 --duration 10 ;;
+      churn) load "$name" --source 127.0.0.10,127.0.0.11,127.0.0.12,127.0.0.13,127.0.0.14,127.0.0.15 \
+               churn --concurrency 64 --duration 10 ;;
     esac
     kill "$server"; wait "$server" 2>/dev/null || true
   done

@@ -96,13 +96,19 @@ struct Target {
     server: SocketAddr,
     path: String,
     sources: Vec<IpAddr>,
+    /// Next source address to use: connections rotate over all of them, so a churn that leaves
+    /// thousands of ports in TIME_WAIT spreads them over several addresses.
+    next_source: Cell<usize>,
     base: u32,
 }
 
 impl Target {
-    async fn connect(&self, n: u32) -> std::io::Result<Conn> {
-        let source =
-            (!self.sources.is_empty()).then(|| self.sources[n as usize % self.sources.len()]);
+    async fn connect(&self) -> std::io::Result<Conn> {
+        let source = (!self.sources.is_empty()).then(|| {
+            let i = self.next_source.get();
+            self.next_source.set(i.wrapping_add(1));
+            self.sources[i % self.sources.len()]
+        });
         let mut conn = Conn::connect(self.server, source, &self.path).await?;
         conn.socketio_connect().await?;
         Ok(conn)
@@ -149,6 +155,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         server: cli.server,
         path: cli.path.clone(),
         sources: cli.source.clone(),
+        next_source: Cell::new(0),
         base: cli.eventid_base,
     });
     let pid = cli.server_pid.as_deref();
@@ -185,7 +192,7 @@ async fn connect_all(target: &Rc<Target>, n: u32, concurrency: u32) -> Result<Ve
         while next < n && (running.len() as u32) < concurrency {
             let (t, i) = (target.clone(), next);
             running.spawn_local(async move {
-                let mut c = t.connect(i).await?;
+                let mut c = t.connect().await?;
                 t.join(&mut c, i).await?;
                 Ok::<_, std::io::Error>((i, c))
             });
@@ -422,7 +429,7 @@ async fn churn(
             let n = 2 * w;
             while Instant::now() < deadline {
                 let session = async {
-                    let mut c = target.connect(n).await?;
+                    let mut c = target.connect().await?;
                     target.join(&mut c, n).await?;
                     c.send_text(wire::message_text(0, n).as_bytes()).await?;
                     loop {

@@ -36,6 +36,7 @@ fn sockets(n: usize) -> Vec<Arc<Socket>> {
                 Duration::from_secs(25),
                 Duration::from_secs(20),
                 1 << 20,
+                Duration::from_secs(10),
                 Origin {
                     remote: "127.0.0.1:1".parse().expect("literal address"),
                     query: "".into(),

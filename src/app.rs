@@ -102,6 +102,7 @@ pub fn engine_config(args: &ServeArgs) -> EngineConfig {
         ping_timeout: Duration::from_millis(args.ping_timeout_ms),
         max_payload: args.max_payload,
         outbox_capacity: args.outbox_capacity,
+        slow_consumer_timeout: Duration::from_millis(args.slow_consumer_ms),
         origins: OriginPolicy::new(args.cors_origins.iter().cloned()),
         max_sessions: args.max_connections,
         ..EngineConfig::default()

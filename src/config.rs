@@ -111,10 +111,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
-    /// Frames a client's outbound queue holds before the client counts as a slow consumer and is
-    /// disconnected.
+    /// Frames a client's outbound queue holds; beyond it, frames for that client are dropped until
+    /// it catches up or the slow-consumer timeout disconnects it.
     #[arg(long, env = "CHATGATE_OUTBOX_CAPACITY", default_value_t = 1024)]
     pub outbox_capacity: usize,
+
+    /// Milliseconds a client's outbound queue may stay full, or a write to it stay blocked, before
+    /// the client is disconnected as a slow consumer (the others never wait for it).
+    #[arg(long, env = "CHATGATE_SLOW_CONSUMER_MS", default_value_t = 10_000)]
+    pub slow_consumer_ms: u64,
 
     /// Largest number of pooled database connections.
     #[arg(long, env = "CHATGATE_DB_POOL_SIZE", default_value_t = 16)]

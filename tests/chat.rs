@@ -341,3 +341,91 @@ async fn a_disconnect_during_a_join_leaves_no_ghost_member() {
         let _ = watcher.recv_text().await;
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_nobody_waits_for_it() {
+    let db = TestDb::create().await;
+    let server = gateway(
+        &db.url(),
+        &[
+            "--auth",
+            "trust",
+            "--message-rate",
+            "0",
+            "--outbox-capacity",
+            "64",
+            "--slow-consumer-ms",
+            "300",
+        ],
+    )
+    .await;
+    let mut sender = RawWs::socketio(server.addr).await;
+    let mut reader = RawWs::socketio(server.addr).await;
+    let mut slow = RawWs::socketio(server.addr).await;
+    assert!(join(&mut sender, 101, 1, "tutor")
+        .await
+        .starts_with(r#"42["chat-joined""#));
+    assert!(join(&mut reader, 101, 2, "tutee")
+        .await
+        .starts_with(r#"42["chat-joined""#));
+    assert!(join(&mut slow, 101, 2, "tutee")
+        .await
+        .starts_with(r#"42["chat-joined""#));
+    // From here on `slow` never reads again.
+
+    const MESSAGES: usize = 4000;
+    let reading = tokio::spawn(async move {
+        let (mut received, mut slow_left) = (0, false);
+        while received < MESSAGES || !slow_left {
+            let frame = reader.recv_text().await.expect("reader stays connected");
+            if frame.starts_with(r#"42["receive-message""#) {
+                assert!(
+                    frame.contains(&format!(r#""message":"{received:05} "#)),
+                    "in order: {}",
+                    &frame[..60]
+                );
+                received += 1;
+            } else if frame.starts_with(r#"42["user-left-chat""#) {
+                assert_eq!(
+                    frame,
+                    r#"42["user-left-chat",{"userid":2,"role":"tutee","member_count":2}]"#
+                );
+                slow_left = true;
+            }
+        }
+        received
+    });
+    // 4,000 messages of 4,000 characters: far more than the slow client's queue and socket buffers.
+    let filler = "x".repeat(3990);
+    for i in 0..MESSAGES {
+        sender
+            .send_text(&format!(
+                r#"42["send-message",{{"message":"{i:05} {filler}"}}]"#
+            ))
+            .await;
+        // The sender's own copy (after the join announcements queued before it).
+        loop {
+            let echo = sender
+                .recv_text()
+                .await
+                .expect("the sender is never held up");
+            if echo.starts_with(r#"42["receive-message""#) {
+                break;
+            }
+            assert!(
+                echo.starts_with(r#"42["user-"#),
+                "{}",
+                &echo[..40.min(echo.len())]
+            );
+        }
+    }
+    let received = tokio::time::timeout(Duration::from_secs(20), reading)
+        .await
+        .expect("reader done")
+        .unwrap();
+    assert_eq!(
+        received, MESSAGES,
+        "the other member received every message"
+    );
+    drop(slow);
+}

@@ -73,8 +73,11 @@ pub struct EngineConfig {
     pub max_payload: usize,
     /// How long a WebSocket may take to finish the upgrade of a polling session.
     pub upgrade_timeout: Duration,
-    /// Items a session's outbound queue holds before its client counts as a slow consumer.
+    /// Items a session's outbound queue holds; beyond it, items for that client are dropped.
     pub outbox_capacity: usize,
+    /// How long a client's queue may stay full (or a write to it stay blocked) before the client is
+    /// disconnected as a slow consumer.
+    pub slow_consumer_timeout: Duration,
     /// Initial read buffer of each WebSocket; small keeps idle connections cheap, and it grows for a
     /// large frame.
     pub websocket_read_buffer: usize,
@@ -94,6 +97,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_secs(10),
             outbox_capacity: 1024,
+            slow_consumer_timeout: Duration::from_secs(10),
             websocket_read_buffer: 512,
             allow_polling: true,
             allow_websocket: true,
@@ -251,6 +255,7 @@ impl<H: Handler> Engine<H> {
             self.config.ping_interval,
             self.config.ping_timeout,
             self.config.outbox_capacity,
+            self.config.slow_consumer_timeout,
             origin,
         ));
         let conn = Arc::new(self.handler.open(session.clone()));

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
+use tokio::time::Instant;
+
 use chatgate_codec::engine::Frame;
 use futures_util::task::AtomicWaker;
 
@@ -50,9 +52,16 @@ pub enum PushError {
     Closed,
 }
 
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    /// Since when pushes have been refused for lack of room (cleared when the writer drains).
+    full_since: Option<Instant>,
+}
+
 #[derive(Debug)]
 pub struct Outbox {
-    queue: Mutex<VecDeque<Outgoing>>,
+    queue: Mutex<Queue>,
     /// Set by pushes, cleared by the writer when it wakes: one flag and one waker, because there is
     /// one writer at a time (a mutex-guarded waiter list would cost a lock per wake-up).
     signalled: AtomicBool,
@@ -64,7 +73,7 @@ pub struct Outbox {
 impl Outbox {
     pub fn new(capacity: usize) -> Outbox {
         Outbox {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             signalled: AtomicBool::new(false),
             writer: AtomicWaker::new(),
             closed: AtomicBool::new(false),
@@ -79,10 +88,11 @@ impl Outbox {
         }
         {
             let mut queue = self.lock();
-            if queue.len() >= self.capacity {
+            if queue.items.len() >= self.capacity {
+                queue.full_since.get_or_insert_with(Instant::now);
                 return Err(PushError::Full);
             }
-            queue.push_back(item);
+            queue.items.push_back(item);
         }
         self.signal();
         Ok(())
@@ -95,12 +105,18 @@ impl Outbox {
     /// Moves everything queued into `into` (which should be empty), in one lock.
     pub fn drain_into(&self, into: &mut VecDeque<Outgoing>) {
         let mut queue = self.lock();
-        std::mem::swap(&mut *queue, into);
+        std::mem::swap(&mut queue.items, into);
+        queue.full_since = None;
     }
 
     /// Number of items waiting.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().items.len()
+    }
+
+    /// How long pushes have been refused because the queue is full; `None` while there is room.
+    pub fn full_for(&self) -> Option<std::time::Duration> {
+        self.lock().full_since.map(|since| since.elapsed())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,7 +161,7 @@ impl Outbox {
         self.signal();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Outgoing>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic while holding this lock leaves a queue of frames, which is still consistent.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -112,6 +112,7 @@ pub struct Session {
     state: Mutex<State>,
     ping_interval: Duration,
     ping_timeout: Duration,
+    slow_consumer_timeout: Duration,
     origin: Origin,
     close_reason: OnceLock<CloseReason>,
     /// Set once the engine has run its end-of-session work (table removal, the handler's close).
@@ -142,6 +143,7 @@ impl Session {
         ping_interval: Duration,
         ping_timeout: Duration,
         outbox_capacity: usize,
+        slow_consumer_timeout: Duration,
         origin: Origin,
     ) -> Session {
         Session {
@@ -157,6 +159,7 @@ impl Session {
             }),
             ping_interval,
             ping_timeout,
+            slow_consumer_timeout,
             origin,
             close_reason: OnceLock::new(),
             finished: AtomicBool::new(false),
@@ -184,14 +187,25 @@ impl Session {
         self.state().transport
     }
 
-    /// Queues one frame for the client. On a full queue the session is closed as a slow consumer:
-    /// the sender never waits for a reader.
+    /// Queues one item for the client, never waiting for it. While the queue is full, items for
+    /// this client are dropped; once it has stayed full for the slow-consumer timeout, the session is
+    /// closed. The sender and everyone else carry on either way.
     pub fn send(&self, item: impl Into<Outgoing>) -> Result<(), PushError> {
         let result = self.outbox.push(item.into());
-        if result == Err(PushError::Full) {
+        if result == Err(PushError::Full)
+            && self
+                .outbox
+                .full_for()
+                .is_some_and(|d| d >= self.slow_consumer_timeout)
+        {
             self.close(CloseReason::SlowConsumer);
         }
         result
+    }
+
+    /// How long a client may leave its queue full, or a write to it blocked, before it is dropped.
+    pub fn slow_consumer_timeout(&self) -> Duration {
+        self.slow_consumer_timeout
     }
 
     /// Asks for the session to end. The first reason given wins; the driver does the rest.
@@ -330,6 +344,7 @@ mod tests {
             Duration::from_millis(300),
             Duration::from_millis(200),
             8,
+            Duration::from_millis(100),
             Origin {
                 remote: "127.0.0.1:1".parse().expect("literal address"),
                 query: "".into(),
@@ -373,17 +388,35 @@ mod tests {
         assert_eq!(s.beat(t2 + Duration::from_millis(300)), Beat::SendPing);
     }
 
-    #[test]
-    fn a_full_queue_closes_the_session_as_slow_consumer() {
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_full_past_the_timeout_closes_the_session_as_slow_consumer() {
         let s = session();
+        let frame = || Frame::Text(ByteStr::from_static("4x"));
         for _ in 0..8 {
-            s.send(Frame::Text(ByteStr::from_static("4x"))).unwrap();
+            s.send(frame()).unwrap();
         }
-        assert_eq!(
-            s.send(Frame::Text(ByteStr::from_static("4x"))),
-            Err(PushError::Full)
-        );
+        assert_eq!(s.send(frame()), Err(PushError::Full));
+        assert_eq!(s.close_reason(), None, "full, but not for long yet");
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert_eq!(s.send(frame()), Err(PushError::Full));
+        assert_eq!(s.close_reason(), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(s.send(frame()), Err(PushError::Full));
         assert_eq!(s.close_reason(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_resets_the_slow_consumer_clock() {
+        let s = session();
+        let frame = || Frame::Text(ByteStr::from_static("4x"));
+        for _ in 0..9 {
+            let _ = s.send(frame());
+        }
+        tokio::time::advance(Duration::from_millis(150)).await;
+        s.outbox()
+            .drain_into(&mut std::collections::VecDeque::new());
+        assert!(s.send(frame()).is_ok());
+        assert_eq!(s.close_reason(), None);
     }
 
     #[test]

@@ -234,8 +234,12 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
             () = async { if burst < READ_BURST { session.outbox().ready().await } } => {
                 burst = 0;
                 session.outbox().drain_into(&mut batch);
-                if write_batch(ws, &mut batch, &mut out).await.is_err() {
-                    return CloseReason::TransportError;
+                // A client that does not read blocks this write once the kernel's buffers are
+                // full: past the slow-consumer timeout it is dropped.
+                match tokio::time::timeout(session.slow_consumer_timeout(), write_batch(ws, &mut batch, &mut out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return CloseReason::TransportError,
+                    Err(_) => return CloseReason::SlowConsumer,
                 }
                 // Keep no large buffer while idle.
                 if batch.capacity() > 64 {

@@ -159,7 +159,11 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
 /// Runs the gateway until SIGINT or SIGTERM, then closes every session and waits (at most the grace
 /// period) for their queues to drain.
 pub async fn run(args: ServeArgs) -> Result<(), StartError> {
-    let gateway = assemble(&args, directory(&args)?)?;
+    let directory = directory(&args)?;
+    let gateway = assemble(&args, directory.clone())?;
+    if args.database_url.is_some() {
+        tokio::spawn(watch_database(directory));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| StartError::Listen(args.listen, e))?;
@@ -195,6 +199,25 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     }
     tracing::info!(left = gateway.engine.session_count(), "stopped");
     Ok(())
+}
+
+/// At start, checks the database until it answers, with exponential backoff (0.5 s to 30 s) and a
+/// log line per attempt. The gateway serves meanwhile: `/health` answers, `/ready` says 503, joins
+/// get "Failed to join chat", and the pool connects by itself once the database is there.
+async fn watch_database(directory: Arc<dyn Directory>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if directory.ready().await {
+            tracing::info!("database reachable");
+            return;
+        }
+        tracing::warn!(
+            retry_in_ms = backoff.as_millis() as u64,
+            "database unreachable; retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
 }
 
 async fn shutdown_signal() {

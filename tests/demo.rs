@@ -13,6 +13,23 @@ struct Running {
     child: Child,
     url: String,
     log: Vec<String>,
+    /// Log lines after the start-up ones.
+    later: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Running {
+    /// Waits for a log line containing `text`.
+    async fn log_line(&mut self, text: &str) -> String {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(20), self.later.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no log line with {text:?}"))
+                .expect("the binary is still running");
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
 }
 
 /// Starts `chatgate` on an ephemeral port and reads its log up to the line that names the URL.
@@ -43,9 +60,28 @@ async fn start(args: &[&str]) -> Running {
                 .trim_end_matches('/')
                 .to_owned();
         }
+        // With a database there is no demo page line: the listening line names the address.
+        if args.contains(&"--database-url") {
+            if let Some(rest) = line.split("chatgate listening listen=").nth(1) {
+                break format!(
+                    "http://{}",
+                    rest.split_whitespace().next().expect("an address")
+                );
+            }
+        }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Running { child, url, log }
+    let (tx, later) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    Running {
+        child,
+        url,
+        log,
+        later,
+    }
 }
 
 #[tokio::test]
@@ -75,6 +111,39 @@ async fn demo_page_in_a_headless_browser() {
             .unwrap_or(false),
         "screenshot written"
     );
+}
+
+#[tokio::test]
+async fn unreachable_database_at_start_is_retried_and_recovered() {
+    let db = support::db::TestDb::create().await;
+    let proxy = support::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    proxy.down();
+    let url = db.url_via(&proxy.addr.to_string());
+    let mut running = start(&[
+        "--database-url",
+        &url,
+        "--auth",
+        "trust",
+        "--db-connect-timeout-ms",
+        "300",
+    ])
+    .await;
+    let addr: std::net::SocketAddr = running
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    running.log_line("database unreachable; retrying").await;
+    let status = |path: &'static str| async move {
+        support::raw::http(addr, "GET", path, &[], b"").await.status
+    };
+    assert_eq!(status("/health").await, 200, "up while the database is not");
+    assert_eq!(status("/ready").await, 503);
+    running.log_line("database unreachable; retrying").await;
+    proxy.up();
+    running.log_line("database reachable").await;
+    assert_eq!(status("/ready").await, 200);
+    support::node("chat.mjs", &[&running.url, "flow"]).await;
 }
 
 #[tokio::test]

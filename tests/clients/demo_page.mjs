@@ -37,8 +37,9 @@ run(async () => {
     const meta = await tutee.textContent(".msg:has-text('uv − ∫v du') .meta");
     if (!meta.includes("Ada Lovelace (tutor)")) fail(`sender shown as ${meta}`);
 
-    // Both pages show both messages, in order.
+    // Both pages show both messages, in order (each page receives its own copy too).
     for (const page of [tutor, tutee]) {
+      await page.waitForFunction(() => document.querySelectorAll(".msg").length === 2, null, { timeout: 10000 });
       const texts = await page.$$eval(".msg", (els) => els.map((e) => e.firstChild.textContent));
       if (JSON.stringify(texts) !== JSON.stringify(["Could you explain integration by parts?", "Sure! ∫u dv = uv − ∫v du 🙂"])) {
         fail(`messages shown: ${JSON.stringify(texts)}`);

@@ -27,7 +27,7 @@ cargo build --release -q -p chatgate -p chatgate-load
 start_server() {
   case "$1" in
     chatgate) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
-                --auth trust --workers 1 --max-connections 20000 --message-rate 0 >"$out/$1.log" 2>&1 & ;;
+                --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 >"$out/$1.log" 2>&1 & ;;
     node) taskset -c 0 node benches/node-ref/server.js --port "$PORT" --database-url "$URL" >"$out/$1.log" 2>&1 & ;;
   esac
   server=$!

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::admin::Admin;
 use crate::auth::{AuthMode, JwtVerifier};
-use crate::chat::rate::RateLimit;
 use crate::chat::{Chat, ChatConfig};
 use crate::config::{AuthArg, ServeArgs};
 use crate::demo::DemoPage;
@@ -16,6 +15,7 @@ use crate::directory::postgres::{PostgresConfig, PostgresDirectory};
 use crate::directory::{Directory, DirectoryError};
 use crate::engine::{CloseReason, Engine, EngineConfig};
 use crate::http::OriginPolicy;
+use crate::rate::RateLimit;
 use crate::server::{self, Router, ServerConfig};
 use crate::socketio::{SocketIo, SocketIoConfig};
 
@@ -105,6 +105,11 @@ pub fn engine_config(args: &ServeArgs) -> EngineConfig {
         slow_consumer_timeout: Duration::from_millis(args.slow_consumer_ms),
         origins: OriginPolicy::new(args.cors_origins.iter().cloned()),
         max_sessions: args.max_connections,
+        max_polling_sessions: args.max_polling_sessions,
+        handshake_rate: RateLimit {
+            per_second: args.handshake_rate,
+            burst: args.handshake_burst,
+        },
         ..EngineConfig::default()
     }
 }

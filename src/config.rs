@@ -111,6 +111,20 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
+    /// Most simultaneous long-polling sessions; further polling handshakes get 503 (WebSocket
+    /// handshakes still succeed).
+    #[arg(long, env = "CHATGATE_MAX_POLLING_SESSIONS", default_value_t = 10_000)]
+    pub max_polling_sessions: usize,
+
+    /// New sessions per second one client address may open on average (0: unlimited). Generous by
+    /// default because many users can share one address (NAT, a reverse proxy).
+    #[arg(long, env = "CHATGATE_HANDSHAKE_RATE", default_value_t = 100.0)]
+    pub handshake_rate: f64,
+
+    /// New sessions one client address may open in a burst.
+    #[arg(long, env = "CHATGATE_HANDSHAKE_BURST", default_value_t = 1000.0)]
+    pub handshake_burst: f64,
+
     /// Frames a client's outbound queue holds; beyond it, frames for that client are dropped until
     /// it catches up or the slow-consumer timeout disconnects it.
     #[arg(long, env = "CHATGATE_OUTBOX_CAPACITY", default_value_t = 1024)]

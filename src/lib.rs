@@ -8,7 +8,7 @@
 //! - [`chat`]: the tutor/tutee chat of the seed, as a namespace; [`directory`] answers who may join
 //!   (PostgreSQL or the embedded demo), [`auth`] who a client is (JWT or trust).
 //!
-//! Operations: [`admin`] (`/health`, `/ready`). Shared pieces: [`http`] (response helpers, origin policy), [`sharded`] (the lock-sharded map
+//! Operations: [`admin`] (`/health`, `/ready`). Shared pieces: [`rate`] (token buckets), [`http`] (response helpers, origin policy), [`sharded`] (the lock-sharded map
 //! under the session and room tables).
 
 pub use chatgate_codec as codec;
@@ -23,6 +23,7 @@ pub mod directory;
 pub mod engine;
 pub mod http;
 pub mod migrate;
+pub mod rate;
 pub mod server;
 pub mod sharded;
 pub mod socketio;

@@ -14,7 +14,6 @@ pub mod join;
 pub mod leave;
 pub mod message;
 pub mod payload;
-pub mod rate;
 pub mod state;
 pub mod typing;
 
@@ -38,20 +37,20 @@ pub struct ChatConfig {
     /// Longest accepted message, in characters (Unicode scalar values). Default 5000.
     pub max_message_chars: usize,
     /// `send-message` per socket. Default 10/s, bursts of 20.
-    pub message_rate: rate::RateLimit,
+    pub message_rate: crate::rate::RateLimit,
     /// `typing` per socket. Default 5/s, bursts of 10.
-    pub typing_rate: rate::RateLimit,
+    pub typing_rate: crate::rate::RateLimit,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig {
             max_message_chars: 5000,
-            message_rate: rate::RateLimit {
+            message_rate: crate::rate::RateLimit {
                 per_second: 10.0,
                 burst: 20.0,
             },
-            typing_rate: rate::RateLimit {
+            typing_rate: crate::rate::RateLimit {
                 per_second: 5.0,
                 burst: 10.0,
             },

@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::rate::{Bucket, RateLimit};
 use crate::directory::Role;
+use crate::rate::{Bucket, RateLimit};
 
 /// The chat a socket is in.
 #[derive(Debug, Clone)]

@@ -26,6 +26,10 @@ pub enum RequestError {
     PayloadTooLarge,
     /// The server holds as many sessions as it is configured for.
     ServerFull,
+    /// The server holds as many long-polling sessions as it is configured for.
+    TooManyPollingSessions,
+    /// This address opened sessions faster than the per-address handshake rate allows.
+    TooManyHandshakes,
 }
 
 impl RequestError {
@@ -33,7 +37,10 @@ impl RequestError {
         match self {
             RequestError::Forbidden => StatusCode::FORBIDDEN,
             RequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RequestError::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::ServerFull | RequestError::TooManyPollingSessions => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            RequestError::TooManyHandshakes => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -45,7 +52,10 @@ impl RequestError {
             RequestError::UnknownSid => 1,
             RequestError::BadHandshakeMethod => 2,
             RequestError::BadRequest | RequestError::PayloadTooLarge => 3,
-            RequestError::Forbidden | RequestError::ServerFull => 4,
+            RequestError::TooManyHandshakes => 3,
+            RequestError::Forbidden
+            | RequestError::ServerFull
+            | RequestError::TooManyPollingSessions => 4,
             RequestError::UnsupportedProtocolVersion => 5,
         }
     }
@@ -60,6 +70,10 @@ impl RequestError {
             RequestError::UnsupportedProtocolVersion => "Unsupported protocol version",
             RequestError::PayloadTooLarge => "Payload too large",
             RequestError::ServerFull => "Server full: too many connections",
+            RequestError::TooManyPollingSessions => {
+                "Server full: too many long-polling sessions, use WebSocket"
+            }
+            RequestError::TooManyHandshakes => "Too many handshakes from this address",
         }
     }
 

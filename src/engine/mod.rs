@@ -15,8 +15,9 @@ pub mod session;
 pub mod websocket;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::http::{self, Body, OriginPolicy};
+use crate::rate::{Bucket, RateLimit};
 use crate::sharded::ShardedMap;
 pub use error::RequestError;
 pub use outbox::{Outgoing, PushError};
@@ -86,6 +88,11 @@ pub struct EngineConfig {
     pub origins: OriginPolicy,
     /// Most sessions held at once; a handshake beyond it gets 503.
     pub max_sessions: usize,
+    /// Most sessions on long-polling at once (each costs a pending request and a driver task); a
+    /// polling handshake beyond it gets 503, WebSocket handshakes still succeed.
+    pub max_polling_sessions: usize,
+    /// New sessions per client address: `per_second` on average, `burst` at once; beyond it, 429.
+    pub handshake_rate: RateLimit,
 }
 
 impl Default for EngineConfig {
@@ -103,6 +110,11 @@ impl Default for EngineConfig {
             allow_websocket: true,
             origins: OriginPolicy::default(),
             max_sessions: 100_000,
+            max_polling_sessions: 10_000,
+            handshake_rate: RateLimit {
+                per_second: 100.0,
+                burst: 1000.0,
+            },
         }
     }
 }
@@ -128,6 +140,8 @@ pub struct Engine<H: Handler> {
     limits: Limits,
     handler: H,
     sessions: ShardedMap<ByteStr, Entry<H>>,
+    polling_sessions: AtomicUsize,
+    handshakes: ShardedMap<IpAddr, Bucket>,
 }
 
 impl<H: Handler> Engine<H> {
@@ -141,6 +155,8 @@ impl<H: Handler> Engine<H> {
             limits,
             handler,
             sessions: ShardedMap::for_this_machine(),
+            polling_sessions: AtomicUsize::new(0),
+            handshakes: ShardedMap::for_this_machine(),
         })
     }
 
@@ -236,6 +252,14 @@ impl<H: Handler> Engine<H> {
         if self.sessions.len() >= self.config.max_sessions {
             return Err(RequestError::ServerFull);
         }
+        if !self.allow_handshake(remote.ip()) {
+            return Err(RequestError::TooManyHandshakes);
+        }
+        if transport == Transport::Polling
+            && self.polling_sessions.load(Ordering::Acquire) >= self.config.max_polling_sessions
+        {
+            return Err(RequestError::TooManyPollingSessions);
+        }
         match transport {
             Transport::WebSocket => websocket::upgrade(self, req, None, remote, query),
             Transport::Polling => Ok(polling::handshake(
@@ -248,6 +272,29 @@ impl<H: Handler> Engine<H> {
         }
     }
 
+    /// Takes a token from the address's handshake bucket. Buckets that have refilled are forgotten
+    /// when a shard grows, so the table stays small however many addresses pass by.
+    fn allow_handshake(&self, ip: IpAddr) -> bool {
+        let limit = self.config.handshake_rate;
+        let now = tokio::time::Instant::now();
+        self.handshakes.with(&ip, |map| {
+            if map.len() > 4096 {
+                map.retain(|_, bucket| !bucket.is_full(limit, now));
+            }
+            map.entry(ip).or_default().allow(limit, now)
+        })
+    }
+
+    /// Sessions currently on long-polling.
+    pub fn polling_session_count(&self) -> usize {
+        self.polling_sessions.load(Ordering::Acquire)
+    }
+
+    /// A polling session moved to WebSocket or ended.
+    fn polling_session_gone(&self) {
+        self.polling_sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Creates a session, lets the application attach its state, and registers it.
     fn open(&self, transport: Transport, origin: Origin) -> Entry<H> {
         let session = Arc::new(Session::new(
@@ -258,6 +305,9 @@ impl<H: Handler> Engine<H> {
             self.config.slow_consumer_timeout,
             origin,
         ));
+        if transport == Transport::Polling {
+            self.polling_sessions.fetch_add(1, Ordering::AcqRel);
+        }
         let conn = Arc::new(self.handler.open(session.clone()));
         let entry = Entry { session, conn };
         self.sessions
@@ -326,6 +376,9 @@ impl<H: Handler> Engine<H> {
             .close_reason()
             .unwrap_or(CloseReason::TransportClose);
         self.sessions.remove(entry.session.sid().as_str());
+        if entry.session.transport() == Transport::Polling {
+            self.polling_session_gone();
+        }
         tracing::debug!(sid = %entry.session.sid(), %reason, "session closed");
         self.handler.close(&entry.conn, reason);
     }

@@ -128,7 +128,10 @@ async fn run<H: Handler>(
             }
             let timeout = engine.config.upgrade_timeout;
             match tokio::time::timeout(timeout, probe(&mut ws, &entry)).await {
-                Ok(Ok(())) => entry.session.complete_upgrade(),
+                Ok(Ok(())) => {
+                    entry.session.complete_upgrade();
+                    engine.polling_session_gone();
+                }
                 _ => {
                     entry.session.abort_upgrade();
                     let _ = ws.close(None).await;

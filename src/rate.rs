@@ -1,6 +1,5 @@
-//! Per-socket rate limits on `send-message` and `typing`: token buckets. A socket may burst up to
-//! `burst` events, then `per_second` on average; over that it gets "Rate limit exceeded" and the
-//! event is not delivered. One client's flood therefore costs its room nothing beyond the limit.
+//! Token buckets: a client may burst up to `burst` events, then `per_second` on average. Used for
+//! handshakes per IP address (engine) and for `send-message` and `typing` per socket (chat).
 
 use tokio::time::Instant;
 
@@ -35,6 +34,13 @@ impl Default for Bucket {
 }
 
 impl Bucket {
+    /// Whether the bucket has refilled completely by `now` (it can be forgotten).
+    pub fn is_full(&self, limit: RateLimit, now: Instant) -> bool {
+        self.last.is_none_or(|last| {
+            self.tokens + now.duration_since(last).as_secs_f64() * limit.per_second >= limit.burst
+        })
+    }
+
     /// Takes a token if one is there; refills by the time passed since the last call.
     pub fn allow(&mut self, limit: RateLimit, now: Instant) -> bool {
         if limit.per_second <= 0.0 {

@@ -135,6 +135,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_SLOW_CONSUMER_MS", default_value_t = 10_000)]
     pub slow_consumer_ms: u64,
 
+    /// Milliseconds a new connection has to deliver complete request headers; idle or trickling
+    /// connections are dropped (slowloris).
+    #[arg(long, env = "CHATGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
     /// Largest number of pooled database connections.
     #[arg(long, env = "CHATGATE_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,7 +108,13 @@ pub async fn serve(
         let router = router.clone();
         let header_timeout = config.header_timeout;
         tokio::spawn(async move {
+            // The first request's headers must be complete within the header timeout, or the
+            // connection is dropped: idle connections and trickled headers (slowloris) cannot pile
+            // up. hyper's own timer covers later requests on a kept-alive connection.
+            let first_request = Arc::new(AtomicBool::new(false));
+            let seen = first_request.clone();
             let service = service_fn(move |req| {
+                seen.store(true, Ordering::Release);
                 let router = router.clone();
                 async move { Ok::<_, std::convert::Infallible>(router.dispatch(req, remote).await) }
             });
@@ -116,7 +123,20 @@ pub async fn serve(
                 .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let deadline = tokio::time::sleep(header_timeout);
+            tokio::pin!(deadline);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = &mut deadline => {
+                    if !first_request.load(Ordering::Acquire) {
+                        tracing::trace!(%remote, "no complete request within the header timeout");
+                        return;
+                    }
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::trace!(%remote, error = %e, "http connection ended with an error");
             }
         });

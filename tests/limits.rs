@@ -116,3 +116,37 @@ async fn handshakes_per_address_are_rate_limited() {
     );
     kept.assert_echo("open sessions unaffected").await;
 }
+
+/// Reads until the server closes the connection; panics if it does not within 5 s.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue, // a 408 or similar before the close is fine
+            Err(_) => panic!("the server kept the {what} connection open"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slowloris_connections_are_dropped_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let config = chatgate::server::ServerConfig {
+        header_timeout: std::time::Duration::from_millis(300),
+    };
+    let server = support::start_with(echo_app::router(), config).await;
+    // Headers trickling in, never finished.
+    let mut trickle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    trickle
+        .write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A connection that sends nothing at all.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    closed_by_server(&mut trickle, "half-sent").await;
+    closed_by_server(&mut silent, "silent").await;
+    let mut ws = RawWs::socketio(server.addr).await;
+    ws.assert_echo("server fine").await;
+}

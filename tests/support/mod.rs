@@ -36,19 +36,18 @@ impl Drop for TestServer {
 }
 
 pub async fn start(router: Router) -> TestServer {
+    start_with(router, ServerConfig::default()).await
+}
+
+pub async fn start_with(router: Router, config: ServerConfig) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind an ephemeral port on loopback");
     let addr = listener.local_addr().expect("bound address");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        listener,
-        router,
-        ServerConfig::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(server::serve(listener, router, config, async move {
+        let _ = stopped.await;
+    }));
     TestServer {
         addr,
         stop: Some(stop),

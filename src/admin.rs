@@ -1,5 +1,6 @@
-//! Operator routes: `GET /health` (the process is up) and `GET /ready` (it can serve joins: the
-//! directory answers and the gateway is not shutting down), for load balancers and orchestrators.
+//! Operator routes: `GET /health` (the process is up), `GET /ready` (it can serve joins: the
+//! directory answers and the gateway is not shutting down), for load balancers and orchestrators;
+//! and `GET /metrics`, Prometheus text.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,21 +9,140 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
-use crate::directory::Directory;
+use std::fmt::Write as _;
+
+use crate::chat::metrics::METRICS;
+use crate::directory::{Directory, LATENCY_BUCKETS_MS};
+use crate::engine::Engine;
 use crate::http;
 use crate::server::{Endpoint, ResponseFuture};
+use crate::socketio::SocketIo;
 
 pub struct Admin {
     directory: Arc<dyn Directory>,
     shutting_down: Arc<AtomicBool>,
+    engine: Arc<Engine<SocketIo>>,
 }
 
 impl Admin {
-    pub fn new(directory: Arc<dyn Directory>, shutting_down: Arc<AtomicBool>) -> Admin {
+    pub fn new(
+        directory: Arc<dyn Directory>,
+        shutting_down: Arc<AtomicBool>,
+        engine: Arc<Engine<SocketIo>>,
+    ) -> Admin {
         Admin {
             directory,
             shutting_down,
+            engine,
         }
+    }
+
+    /// The Prometheus text exposition of every gauge and counter.
+    fn metrics(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let label = |k: &str, v: &str| {
+            format!(
+                "{{{k}=\"{}\"}}",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        };
+        let stats = self.engine.stats();
+        family(
+            "chatgate_connections",
+            "gauge",
+            "Open sessions by transport.",
+            &[
+                (label("transport", "polling"), stats.polling as f64),
+                (label("transport", "websocket"), stats.websocket as f64),
+            ],
+        );
+        let rooms = self.engine.handler().get("/").map_or(0, |n| n.rooms.len());
+        family(
+            "chatgate_rooms",
+            "gauge",
+            "Chat rooms with at least one member.",
+            &[(String::new(), rooms as f64)],
+        );
+        family(
+            "chatgate_outbound_queued",
+            "gauge",
+            "Frames waiting in all outbound queues.",
+            &[(String::new(), stats.queued as f64)],
+        );
+        family(
+            "chatgate_outbound_queued_max",
+            "gauge",
+            "Frames waiting in the longest outbound queue.",
+            &[(String::new(), stats.queued_max as f64)],
+        );
+        let closed: Vec<_> = stats
+            .closed
+            .iter()
+            .map(|(r, n)| (label("reason", r), *n as f64))
+            .collect();
+        family(
+            "chatgate_sessions_closed_total",
+            "counter",
+            "Sessions ended, by reason (slow consumer drops included).",
+            &closed,
+        );
+        family(
+            "chatgate_handshakes_refused_total",
+            "counter",
+            "Handshakes refused by a connection limit.",
+            &[(String::new(), stats.refused as f64)],
+        );
+        let [events_in, events_out, errors] = METRICS.snapshot();
+        let to_samples = |key: &str, v: &[(&str, u64)]| {
+            v.iter()
+                .map(|(n, c)| (label(key, n), *c as f64))
+                .collect::<Vec<_>>()
+        };
+        family(
+            "chatgate_events_in_total",
+            "counter",
+            "Chat events received, by name.",
+            &to_samples("event", &events_in),
+        );
+        family(
+            "chatgate_events_out_total",
+            "counter",
+            "Chat events sent, by name, counted per recipient.",
+            &to_samples("event", &events_out),
+        );
+        family(
+            "chatgate_chat_errors_total",
+            "counter",
+            "chat-error replies, by message.",
+            &to_samples("message", &errors),
+        );
+        if let Some(latency) = self.directory.latency() {
+            let (cumulative, sum) = latency.snapshot();
+            let _ = writeln!(out, "# HELP chatgate_db_query_seconds Time to authorize a join against the database.\n# TYPE chatgate_db_query_seconds histogram");
+            for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&cumulative) {
+                let _ = writeln!(
+                    out,
+                    "chatgate_db_query_seconds_bucket{{le=\"{}\"}} {count}",
+                    bound / 1000.0
+                );
+            }
+            let total = cumulative.last().copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "chatgate_db_query_seconds_bucket{{le=\"+Inf\"}} {total}"
+            );
+            let _ = writeln!(
+                out,
+                "chatgate_db_query_seconds_sum {sum}\nchatgate_db_query_seconds_count {total}"
+            );
+        }
+        out
     }
 }
 
@@ -31,6 +151,9 @@ impl Endpoint for Admin {
         Box::pin(async move {
             match req.uri().path() {
                 "/health" => http::response(StatusCode::OK, "text/plain", "ok\n"),
+                "/metrics" => {
+                    http::response(StatusCode::OK, "text/plain; version=0.0.4", self.metrics())
+                }
                 "/ready" => {
                     if self.shutting_down.load(Ordering::Acquire) {
                         http::response(

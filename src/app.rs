@@ -119,7 +119,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     let auth = auth_mode(args)?;
     let auth_name = auth.name();
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let admin = Arc::new(Admin::new(directory.clone(), shutting_down.clone()));
+    let directory_for_admin = directory.clone();
     let chat = Chat::new(
         directory,
         auth,
@@ -147,10 +147,16 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     .namespace("/", chat);
     let path = config.path.clone();
     let engine = Engine::new(config, socketio);
+    let admin = Arc::new(Admin::new(
+        directory_for_admin,
+        shutting_down.clone(),
+        engine.clone(),
+    ));
     let router = Router::new()
         .route(path, engine.clone())
         .route("/health", admin.clone())
-        .route("/ready", admin)
+        .route("/ready", admin.clone())
+        .route("/metrics", admin)
         .route("/", Arc::new(DemoPage));
     Ok(Gateway {
         router,

@@ -6,23 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use chatgate::app;
-use chatgate::config::Cli;
-use clap::Parser;
 use support::db::TestDb;
 use support::proxy::Proxy;
 use support::raw::RawWs;
-use support::TestServer;
 
-/// A gateway on the test database, with extra flags.
-async fn gateway(db_url: &str, flags: &[&str]) -> TestServer {
-    let mut argv = vec!["chatgate", "--database-url", db_url];
-    argv.extend_from_slice(flags);
-    let args = Cli::parse_from(argv).serve;
-    let directory = app::directory(&args).expect("directory");
-    let gateway = app::assemble(&args, directory).expect("gateway");
-    support::start(gateway.router).await
-}
+use support::chat_gateway as gateway;
 
 async fn scenario(name: &str, flags: &[&str], extra: &[&str]) {
     let db = TestDb::create().await;

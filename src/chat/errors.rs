@@ -29,6 +29,25 @@ pub enum ChatError {
 }
 
 impl ChatError {
+    /// Position of this kind in `metrics::ERROR_KINDS`.
+    pub fn kind(&self) -> usize {
+        match self {
+            ChatError::MissingIds => 0,
+            ChatError::EventNotFound => 1,
+            ChatError::Unauthorized => 2,
+            ChatError::NotInRoom => 3,
+            ChatError::EventIdMismatch => 4,
+            ChatError::EmptyMessage => 5,
+            ChatError::MessageNotText => 6,
+            ChatError::MessageTooLong { .. } => 7,
+            ChatError::BadTyping => 8,
+            ChatError::FailedToJoin => 9,
+            ChatError::FailedToSend => 10,
+            ChatError::FailedToLeave => 11,
+            ChatError::RateLimited => 12,
+        }
+    }
+
     pub fn message(&self) -> String {
         match self {
             ChatError::MissingIds => "Missing eventid or userid".into(),

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::payload::{self, Fields};
 use super::state::{room_name, Membership};
-use super::{chat_state, leave, refuse, reply, Chat, ChatError, Encoded};
+use super::{broadcast, chat_state, leave, refuse, reply, Chat, ChatError, Encoded};
 use crate::auth::AuthMode;
 use crate::directory::{Role, Seat};
 use crate::engine::Dispatch;
@@ -137,8 +137,11 @@ fn enter(socket: &Arc<Socket>, request: Request, name: String, ack: Option<u64>)
         role: request.role.as_str(),
         member_count: count,
     };
-    socket.broadcast_others(
+    broadcast(
+        socket,
         &room,
-        &Encoded::new(&announce).frame(socket.nsp(), "user-joined-chat"),
+        "user-joined-chat",
+        &Encoded::new(&announce),
+        false,
     );
 }

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use super::payload;
 use super::state::Membership;
-use super::{chat_state, refuse, reply, ChatError, Encoded};
+use super::{broadcast, chat_state, refuse, reply, ChatError, Encoded};
 use crate::engine::Dispatch;
 use crate::socketio::Socket;
 
@@ -64,9 +64,12 @@ pub fn announce_left(socket: &Socket, old: &Membership, remaining: usize) {
         role: old.role.as_str(),
         member_count: remaining,
     };
-    socket.broadcast_others(
+    broadcast(
+        socket,
         &old.room,
-        &Encoded::new(&payload).frame(socket.nsp(), "user-left-chat"),
+        "user-left-chat",
+        &Encoded::new(&payload),
+        false,
     );
 }
 

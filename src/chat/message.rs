@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::payload;
-use super::{answer, chat_state, refuse, Chat, ChatError, Encoded};
+use super::{answer, broadcast, chat_state, refuse, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
 use crate::socketio::Socket;
 
@@ -88,10 +88,7 @@ fn try_send(
         eventid: member.eventid,
     });
     // Encoded once; every member's queue gets the same buffer.
-    socket.broadcast_all(
-        &member.room,
-        &payload.frame(socket.nsp(), "receive-message"),
-    );
+    broadcast(socket, &member.room, "receive-message", &payload, true);
     answer(socket, ack, &payload);
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod join;
 pub mod leave;
 pub mod message;
+pub mod metrics;
 pub mod payload;
 pub mod state;
 pub mod typing;
@@ -105,7 +106,26 @@ impl Encoded {
 /// Sends `event` with `payload` to the socket, and the same payload as the ack if one was asked.
 pub(crate) fn reply(socket: &Socket, ack: Option<u64>, event: &str, payload: &Encoded) {
     let _ = socket.send(payload.frame(socket.nsp(), event));
+    metrics::METRICS.event_out(event, 1);
     answer(socket, ack, payload);
+}
+
+/// Sends `event` with `payload` to the room: to every member, or to all but `socket`. The frame is
+/// encoded once for everyone.
+pub(crate) fn broadcast(
+    socket: &Socket,
+    room: &str,
+    event: &str,
+    payload: &Encoded,
+    include_sender: bool,
+) {
+    let frame = payload.frame(socket.nsp(), event);
+    let delivered = if include_sender {
+        socket.broadcast_all(room, &frame)
+    } else {
+        socket.broadcast_others(room, &frame)
+    };
+    metrics::METRICS.event_out(event, delivered);
 }
 
 /// Answers the client's acknowledgement request, if any, with `payload`.
@@ -131,6 +151,8 @@ struct AckError<'a> {
 
 /// Sends `chat-error` and, if asked, an ack `{error}`.
 pub(crate) fn refuse(socket: &Socket, ack: Option<u64>, error: ChatError) {
+    metrics::METRICS.error(&error);
+    metrics::METRICS.event_out("chat-error", 1);
     let text = error.message();
     let _ = socket
         .send(Encoded::new(&ErrorPayload { message: &text }).frame(socket.nsp(), "chat-error"));
@@ -154,6 +176,7 @@ impl Namespace for Chat {
     fn event(&self, socket: &Arc<Socket>, event: IncomingEvent) -> Dispatch {
         let ack = event.ack_id();
         let args = event.args();
+        metrics::METRICS.event_in(&event.name);
         match event.name.as_str() {
             "join-chat" => join::join(self, socket, &args, ack),
             "send-message" => {

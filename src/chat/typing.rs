@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::payload;
-use super::{answer, chat_state, refuse, ChatError, Encoded};
+use super::{answer, broadcast, chat_state, refuse, ChatError, Encoded};
 use crate::engine::Dispatch;
 use crate::socketio::Socket;
 
@@ -44,7 +44,7 @@ pub fn typing(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dis
         role: member.role.as_str(),
         is_typing,
     });
-    socket.broadcast_others(&member.room, &payload.frame(socket.nsp(), "user-typing"));
+    broadcast(socket, &member.room, "user-typing", &payload, false);
     answer(socket, ack, &payload);
     Dispatch::Done
 }

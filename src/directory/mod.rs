@@ -60,12 +60,58 @@ impl std::error::Error for DirectoryError {}
 
 pub type SeatFuture<'a> = Pin<Box<dyn Future<Output = Result<Seat, DirectoryError>> + Send + 'a>>;
 
+/// Upper bounds (milliseconds) of the query latency histogram's buckets; a last one counts the rest.
+pub const LATENCY_BUCKETS_MS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+];
+
+/// How long authorizations took, as Prometheus histograms count them.
+#[derive(Default)]
+pub struct LatencyHistogram {
+    buckets: [std::sync::atomic::AtomicU64; 13],
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, elapsed: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+
+    /// Cumulative counts per bucket bound (the last is +Inf, the total), and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut total = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Relaxed);
+                total
+            })
+            .collect();
+        (cumulative, self.sum_micros.load(Relaxed) as f64 / 1e6)
+    }
+}
+
 pub trait Directory: Send + Sync + 'static {
     /// Whether `userid` holds the `role` seat of `eventid`, and their name if so.
     fn seat(&self, eventid: i32, userid: i32, role: Role) -> SeatFuture<'_>;
 
     /// Whether the directory can answer right now (for readiness checks).
     fn ready(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+
+    /// Latency of its queries, if it has any worth measuring.
+    fn latency(&self) -> Option<&LatencyHistogram> {
+        None
+    }
 }
 
 /// Decides a seat from an event's two slots and the user's name, the same way for every directory.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use super::{decide, Directory, DirectoryError, Role, Seat, SeatFuture};
+use super::{decide, Directory, DirectoryError, LatencyHistogram, Role, Seat, SeatFuture};
 
 /// The default event query: `$1` is the event id; it returns the tutor's and the tutee's user ids.
 pub const DEFAULT_EVENT_QUERY: &str =
@@ -35,6 +35,7 @@ pub struct PostgresDirectory {
     event_query: String,
     user_query: String,
     query_timeout: Duration,
+    latency: LatencyHistogram,
 }
 
 impl PostgresDirectory {
@@ -64,6 +65,7 @@ impl PostgresDirectory {
             event_query: config.event_query.clone(),
             user_query: config.user_query.clone(),
             query_timeout: config.query_timeout,
+            latency: LatencyHistogram::default(),
         })
     }
 
@@ -117,8 +119,11 @@ impl PostgresDirectory {
 impl Directory for PostgresDirectory {
     fn seat(&self, eventid: i32, userid: i32, role: Role) -> SeatFuture<'_> {
         Box::pin(async move {
-            match tokio::time::timeout(self.query_timeout, self.lookup(eventid, userid, role)).await
-            {
+            let started = std::time::Instant::now();
+            let outcome =
+                tokio::time::timeout(self.query_timeout, self.lookup(eventid, userid, role)).await;
+            self.latency.record(started.elapsed());
+            match outcome {
                 Ok(result) => result,
                 Err(_) => Err(DirectoryError(format!(
                     "no answer within {:?}",
@@ -126,6 +131,10 @@ impl Directory for PostgresDirectory {
                 ))),
             }
         })
+    }
+
+    fn latency(&self) -> Option<&LatencyHistogram> {
+        Some(&self.latency)
     }
 
     fn ready(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

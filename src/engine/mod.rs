@@ -17,7 +17,7 @@ pub mod websocket;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,6 +142,22 @@ pub struct Engine<H: Handler> {
     sessions: ShardedMap<ByteStr, Entry<H>>,
     polling_sessions: AtomicUsize,
     handshakes: ShardedMap<IpAddr, Bucket>,
+    /// Sessions ended, by reason (index: position in `CloseReason::ALL`).
+    closed: [AtomicU64; 7],
+    /// Handshakes refused by a limit.
+    refused: AtomicU64,
+}
+
+/// A snapshot of an endpoint's sessions, for `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub struct EngineStats {
+    pub polling: usize,
+    pub websocket: usize,
+    /// Items waiting in all outbound queues, and in the longest one.
+    pub queued: usize,
+    pub queued_max: usize,
+    pub closed: Vec<(&'static str, u64)>,
+    pub refused: u64,
 }
 
 impl<H: Handler> Engine<H> {
@@ -157,6 +173,8 @@ impl<H: Handler> Engine<H> {
             sessions: ShardedMap::for_this_machine(),
             polling_sessions: AtomicUsize::new(0),
             handshakes: ShardedMap::for_this_machine(),
+            closed: Default::default(),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -174,6 +192,28 @@ impl<H: Handler> Engine<H> {
 
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Counts of sessions by transport, queue depths and ends by reason. Walks the session table:
+    /// meant for a scrape every few seconds, not for a hot path.
+    pub fn stats(&self) -> EngineStats {
+        let mut stats = EngineStats::default();
+        for entry in self.sessions.values_cloned() {
+            match entry.session.transport() {
+                Transport::Polling => stats.polling += 1,
+                Transport::WebSocket => stats.websocket += 1,
+            }
+            let queued = entry.session.outbox().len();
+            stats.queued += queued;
+            stats.queued_max = stats.queued_max.max(queued);
+        }
+        stats.closed = CloseReason::ALL
+            .iter()
+            .zip(&self.closed)
+            .map(|(r, n)| (r.as_str(), n.load(Ordering::Relaxed)))
+            .collect();
+        stats.refused = self.refused.load(Ordering::Relaxed);
+        stats
     }
 
     /// Asks every session to close (shutdown).
@@ -249,16 +289,20 @@ impl<H: Handler> Engine<H> {
         if http::query_param(&query, "EIO") != Some("4") {
             return Err(RequestError::UnsupportedProtocolVersion);
         }
-        if self.sessions.len() >= self.config.max_sessions {
-            return Err(RequestError::ServerFull);
-        }
-        if !self.allow_handshake(remote.ip()) {
-            return Err(RequestError::TooManyHandshakes);
-        }
-        if transport == Transport::Polling
+        let refusal = if self.sessions.len() >= self.config.max_sessions {
+            Some(RequestError::ServerFull)
+        } else if !self.allow_handshake(remote.ip()) {
+            Some(RequestError::TooManyHandshakes)
+        } else if transport == Transport::Polling
             && self.polling_sessions.load(Ordering::Acquire) >= self.config.max_polling_sessions
         {
-            return Err(RequestError::TooManyPollingSessions);
+            Some(RequestError::TooManyPollingSessions)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(refusal);
         }
         match transport {
             Transport::WebSocket => websocket::upgrade(self, req, None, remote, query),
@@ -378,6 +422,9 @@ impl<H: Handler> Engine<H> {
         self.sessions.remove(entry.session.sid().as_str());
         if entry.session.transport() == Transport::Polling {
             self.polling_session_gone();
+        }
+        if let Some(i) = CloseReason::ALL.iter().position(|r| *r == reason) {
+            self.closed[i].fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(sid = %entry.session.sid(), %reason, "session closed");
         self.handler.close(&entry.conn, reason);

@@ -37,6 +37,16 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::TransportClose,
+        CloseReason::TransportError,
+        CloseReason::PingTimeout,
+        CloseReason::ParseError,
+        CloseReason::ForcedClose,
+        CloseReason::SlowConsumer,
+        CloseReason::ServerShutdown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::TransportClose => "transport close",

@@ -58,6 +58,17 @@ pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// The chat gateway on a database, assembled in-process from command-line flags.
+pub async fn chat_gateway(db_url: &str, flags: &[&str]) -> TestServer {
+    use clap::Parser;
+    let mut argv = vec!["chatgate", "--database-url", db_url];
+    argv.extend_from_slice(flags);
+    let args = chatgate::config::Cli::parse_from(argv).serve;
+    let directory = chatgate::app::directory(&args).expect("directory");
+    let gateway = chatgate::app::assemble(&args, directory).expect("gateway");
+    start(gateway.router).await
+}
+
 /// Runs a client script to completion (bounded by `limit`) and returns its output. The scripts
 /// assert on their own and exit non-zero with a message on failure.
 pub async fn run_client(program: &str, script: &str, args: &[&str], limit: Duration) -> Output {

@@ -1,0 +1,86 @@
+//! Counters of the chat for `/metrics`: events in by name, events out by name (per recipient),
+//! refusals by `chat-error` kind.
+//!
+//! Process-wide statics: one gateway runs one chat, and the counters are only ever added to, so
+//! every handler can count without the registry being threaded through it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::ChatError;
+
+/// Client events, in the order of the `IN` counters; anything else counts as `other`.
+pub const EVENTS_IN: [&str; 5] = ["join-chat", "send-message", "leave-chat", "typing", "other"];
+
+/// Server events, in the order of the `OUT` counters.
+pub const EVENTS_OUT: [&str; 7] = [
+    "chat-joined",
+    "user-joined-chat",
+    "receive-message",
+    "user-left-chat",
+    "chat-left",
+    "user-typing",
+    "chat-error",
+];
+
+/// `chat-error` kinds, in the order of `ChatError::kind`.
+pub const ERROR_KINDS: [&str; 13] = [
+    "Missing eventid or userid",
+    "Event not found",
+    "Unauthorized: You are not part of this event",
+    "Not in any chat room",
+    "Event ID mismatch",
+    "Empty message",
+    "Invalid message: must be a string",
+    "Message too long",
+    "Invalid typing indicator",
+    "Failed to join chat",
+    "Failed to send message",
+    "Failed to leave chat",
+    "Rate limit exceeded",
+];
+
+pub struct ChatMetrics {
+    events_in: [AtomicU64; 5],
+    events_out: [AtomicU64; 7],
+    errors: [AtomicU64; 13],
+}
+
+pub static METRICS: ChatMetrics = ChatMetrics {
+    events_in: [const { AtomicU64::new(0) }; 5],
+    events_out: [const { AtomicU64::new(0) }; 7],
+    errors: [const { AtomicU64::new(0) }; 13],
+};
+
+impl ChatMetrics {
+    pub fn event_in(&self, name: &str) {
+        let i = EVENTS_IN.iter().position(|e| *e == name).unwrap_or(4);
+        self.events_in[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `count` recipients got `name`.
+    pub fn event_out(&self, name: &str, count: usize) {
+        if let Some(i) = EVENTS_OUT.iter().position(|e| *e == name) {
+            self.events_out[i].fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn error(&self, error: &ChatError) {
+        self.errors[error.kind()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(label, value)` pairs of each family.
+    pub fn snapshot(&self) -> [Vec<(&'static str, u64)>; 3] {
+        let read = |names: &[&'static str], counters: &[AtomicU64]| {
+            names
+                .iter()
+                .zip(counters)
+                .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
+                .collect::<Vec<_>>()
+        };
+        [
+            read(&EVENTS_IN, &self.events_in),
+            read(&EVENTS_OUT, &self.events_out),
+            read(&ERROR_KINDS, &self.errors),
+        ]
+    }
+}

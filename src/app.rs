@@ -45,6 +45,9 @@ impl std::error::Error for StartError {}
 /// The assembled gateway.
 pub struct Gateway {
     pub router: Router,
+    /// `/health`, `/ready` and `/metrics` alone, for `--admin-listen` (otherwise they are also on
+    /// the main router).
+    pub admin_router: Router,
     /// Set at shutdown; `/ready` reports it.
     pub shutting_down: Arc<AtomicBool>,
     pub engine: Arc<Engine<SocketIo>>,
@@ -152,14 +155,21 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         shutting_down.clone(),
         engine.clone(),
     ));
-    let router = Router::new()
-        .route(path, engine.clone())
+    let admin_router = Router::new()
         .route("/health", admin.clone())
         .route("/ready", admin.clone())
-        .route("/metrics", admin)
-        .route("/", Arc::new(DemoPage));
+        .route("/metrics", admin.clone());
+    let mut router = Router::new().route(path, engine.clone());
+    if args.admin_listen.is_none() {
+        router = router
+            .route("/health", admin.clone())
+            .route("/ready", admin.clone())
+            .route("/metrics", admin);
+    }
+    let router = router.route("/", Arc::new(DemoPage));
     Ok(Gateway {
         router,
+        admin_router,
         shutting_down,
         engine,
         auth: auth_name,
@@ -194,13 +204,24 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         );
         tracing::info!("clients connect with io('http://{host}')");
     }
-    server::serve(
-        listener,
-        gateway.router,
-        ServerConfig::default(),
-        shutdown_signal(),
-    )
-    .await;
+    let server_config = ServerConfig {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+    };
+    if let Some(admin) = args.admin_listen {
+        let admin_listener = tokio::net::TcpListener::bind(admin)
+            .await
+            .map_err(|e| StartError::Listen(admin, e))?;
+        tracing::info!(admin = %admin, "operator routes (/health, /ready, /metrics) on a separate address");
+        let router = gateway.admin_router.clone();
+        let config = server_config.clone();
+        tokio::spawn(server::serve(
+            admin_listener,
+            router,
+            config,
+            std::future::pending(),
+        ));
+    }
+    server::serve(listener, gateway.router, server_config, shutdown_signal()).await;
     gateway.shutting_down.store(true, Ordering::Release);
     tracing::info!(sessions = gateway.engine.session_count(), "shutting down");
     gateway.engine.close_all(CloseReason::ServerShutdown);

@@ -135,6 +135,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_SLOW_CONSUMER_MS", default_value_t = 10_000)]
     pub slow_consumer_ms: u64,
 
+    /// Serve `/health`, `/ready` and `/metrics` on this address only (instead of on `--listen`).
+    #[arg(long, env = "CHATGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Milliseconds a new connection has to deliver complete request headers; idle or trickling
     /// connections are dropped (slowloris).
     #[arg(long, env = "CHATGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]

@@ -191,3 +191,34 @@ async fn sigterm_tells_clients_and_exits() {
         .expect("exit status");
     assert!(exit.success(), "{exit}");
 }
+
+#[tokio::test]
+async fn json_logs_and_a_separate_admin_address() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let admin = free.local_addr().expect("address");
+    drop(free);
+    let admin_arg = admin.to_string();
+    let running = start(&["--log-format", "json", "--admin-listen", &admin_arg]).await;
+    for line in &running.log {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(parsed["level"].is_string(), "{line}");
+    }
+    let main: std::net::SocketAddr = running
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let get = |addr, path: &'static str| async move {
+        support::raw::http(addr, "GET", path, &[], b"").await.status
+    };
+    assert_eq!(get(admin, "/metrics").await, 200);
+    assert_eq!(get(admin, "/health").await, 200);
+    assert_eq!(get(admin, "/ready").await, 200);
+    assert_eq!(
+        get(main, "/metrics").await,
+        404,
+        "operator routes only on the admin address"
+    );
+    assert_eq!(get(main, "/").await, 200);
+}

@@ -417,3 +417,33 @@ async fn a_client_that_stops_reading_is_dropped_and_nobody_waits_for_it() {
     );
     drop(slow);
 }
+
+#[tokio::test]
+async fn a_query_slower_than_the_timeout_fails_the_join_not_the_server() {
+    let db = TestDb::create().await;
+    // The event query takes 2 s; the gateway gives it 300 ms.
+    let server = gateway(
+        &db.url(),
+        &[
+            "--auth",
+            "trust",
+            "--db-query-timeout-ms",
+            "300",
+            "--event-query",
+            "SELECT userid_tutor, userid_tutee FROM requested_event, pg_sleep(2) WHERE eventid = $1",
+        ],
+    )
+    .await;
+    let mut ws = RawWs::socketio(server.addr).await;
+    assert_eq!(
+        join(&mut ws, 101, 1, "tutor").await,
+        r#"42["chat-error",{"message":"Failed to join chat"}]"#
+    );
+    let mut other = RawWs::socketio(server.addr).await;
+    other.send_text(r#"42["typing",{"is_typing":true}]"#).await;
+    other.send_text(r#"421["leave-chat"]"#).await;
+    assert_eq!(
+        other.recv_text().await.unwrap(),
+        r#"42["chat-error",{"message":"Not in any chat room"}]"#
+    );
+}

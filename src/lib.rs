@@ -2,14 +2,25 @@
 //!
 //! Layers, lowest first; a layer never imports one above it:
 //! - `chatgate-codec` (`codec/`, re-exported as [`codec`]): Engine.IO and Socket.IO packets. Pure.
-//! - [`server`]: TCP accept, HTTP/1.1 (hyper), routing by path.
-//! - [`engine`]: Engine.IO sessions over long-polling and WebSocket, heartbeats, upgrades.
+//! - [`server`]: TCP accept, HTTP/1.1 (hyper), routing by path, the header timeout.
+//! - [`engine`]: Engine.IO sessions over long-polling and WebSocket, heartbeats, upgrades, limits.
 //! - [`socketio`]: Socket.IO namespaces, sockets, acks, rooms and broadcasts.
 //! - [`chat`]: the tutor/tutee chat of the seed, as a namespace; [`directory`] answers who may join
 //!   (PostgreSQL or the embedded demo), [`auth`] who a client is (JWT or trust).
 //!
-//! Operations: [`admin`] (`/health`, `/ready`). Shared pieces: [`rate`] (token buckets), [`http`] (response helpers, origin policy), [`sharded`] (the lock-sharded map
-//! under the session and room tables).
+//! Assembly and operations: [`config`] (flags), [`app`] (wiring, start-up, shutdown), [`admin`]
+//! (`/health`, `/ready`, `/metrics`), [`demo`] (the page at `/`), [`migrate`]. Shared pieces:
+//! [`rate`] (token buckets), [`http`] (response helpers, origin policy), [`sharded`] (the
+//! lock-sharded map under the session and room tables).
+//!
+//! Follow a chat message:
+//! `engine/websocket.rs` reads the frame ->
+//! `codec` decodes the Engine.IO and Socket.IO packets ->
+//! `socketio/mod.rs` routes the `send-message` event to the chat namespace ->
+//! `chat/message.rs` checks it and encodes `receive-message` once ->
+//! `socketio/rooms.rs` takes the room's member list from its shard and queues that one buffer to
+//! each member's outbox (`engine/outbox.rs`) ->
+//! each member's WebSocket task drains its outbox and writes the batch with one call.
 
 pub use chatgate_codec as codec;
 

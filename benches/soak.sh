@@ -33,7 +33,7 @@ echo "elapsed_s,rss_kib,open_fds,sessions" >"$out/samples.csv"
   while kill -0 "$server" 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
     fds=$(ls "/proc/$server/fd" | wc -l)
-    sessions=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^chatgate_connections/ {s += $2} END {print s + 0}')
+    sessions=$(curl -s -m 5 "http://127.0.0.1:$PORT/metrics" | awk '/^chatgate_connections/ {s += $2} END {print s + 0}')
     echo "$(( $(date +%s) - start )),$rss,$fds,$sessions" >>"$out/samples.csv"
     sleep 60
   done

@@ -87,10 +87,12 @@ enum Scenario {
     },
 }
 
-/// How many connections one process may open, and how long anything may take: the tool stops by
-/// itself whatever the server does.
+/// How many connections one process may open, and how long anything may take beyond the scenario's
+/// own length: the tool stops by itself whatever the server does.
 const MAX_CONNECTIONS: u32 = 19_900;
-const MAX_SECONDS: f64 = 600.0;
+const MARGIN_SECONDS: f64 = 300.0;
+/// The longest scenario accepted (a soak of two hours).
+const MAX_SCENARIO_SECONDS: f64 = 7200.0;
 
 struct Target {
     server: SocketAddr,
@@ -137,8 +139,19 @@ fn main() {
         .build()
         .expect("a runtime");
     let local = tokio::task::LocalSet::new();
+    let length = match &cli.scenario {
+        Scenario::Fanout {
+            warmup, duration, ..
+        } => warmup + duration,
+        Scenario::Idle { hold, .. } => *hold,
+        Scenario::Churn { duration, .. } => *duration,
+    };
+    if !(0.0..=MAX_SCENARIO_SECONDS).contains(&length) {
+        eprintln!("chatgate-load: scenarios last at most {MAX_SCENARIO_SECONDS} s");
+        std::process::exit(2);
+    }
     let result = local.block_on(&rt, async move {
-        let limit = Duration::from_secs_f64(MAX_SECONDS);
+        let limit = Duration::from_secs_f64(length + MARGIN_SECONDS);
         match tokio::time::timeout(limit, run(cli)).await {
             Ok(r) => r,
             Err(_) => Err("the run exceeded its time limit".into()),

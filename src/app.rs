@@ -189,6 +189,17 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Listen(args.listen, e))?;
     let local = listener.local_addr().unwrap_or(args.listen);
+    // Both addresses are bound before the first log line, so whoever waits for the log can connect.
+    let admin_listener = match args.admin_listen {
+        Some(admin) => {
+            let l = tokio::net::TcpListener::bind(admin)
+                .await
+                .map_err(|e| StartError::Listen(admin, e))?;
+            tracing::info!(admin = %admin, "operator routes (/health, /ready, /metrics) on a separate address");
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(listen = %local, auth = gateway.auth, "chatgate listening");
     if gateway.demo {
         for line in DemoDirectory::describe() {
@@ -207,11 +218,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let server_config = ServerConfig {
         header_timeout: Duration::from_millis(args.header_timeout_ms),
     };
-    if let Some(admin) = args.admin_listen {
-        let admin_listener = tokio::net::TcpListener::bind(admin)
-            .await
-            .map_err(|e| StartError::Listen(admin, e))?;
-        tracing::info!(admin = %admin, "operator routes (/health, /ready, /metrics) on a separate address");
+    if let Some(admin_listener) = admin_listener {
         let router = gateway.admin_router.clone();
         let config = server_config.clone();
         tokio::spawn(server::serve(

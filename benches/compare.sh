@@ -12,16 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(rate saturation idle churn)
-DB=chatgate_bench
-URL="postgres://postgres@127.0.0.1:5432/$DB"
+. benches/bench-env.sh
 PORT=7100
 out=$(mktemp -d)
 trap 'kill "${server:-}" 2>/dev/null || true' EXIT
 
-pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
-psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-psql -q -h 127.0.0.1 -U postgres -v events=10000 -f benches/seed.sql "$DB" >/dev/null 2>&1
-cargo build --release -q -p chatgate -p chatgate-load
+prepare_bench
 (cd benches/node-ref && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
 start_server() {

@@ -1,0 +1,11 @@
+# Sourced by compare.sh and soak.sh: a freshly seeded benchmark database and release builds.
+# Sets DB and URL.
+DB=chatgate_bench
+URL="postgres://postgres@127.0.0.1:5432/$DB"
+
+prepare_bench() {
+  pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+  psql -q -h 127.0.0.1 -U postgres -v events=10000 -f benches/seed.sql "$DB" >/dev/null 2>&1
+  cargo build --release -q -p chatgate -p chatgate-load
+}

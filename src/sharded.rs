@@ -33,10 +33,6 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         Self::new(cores * 4)
     }
 
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
     fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, HashMap<K, V>> {
         let i = (self.hasher.hash_one(key) as usize) & self.mask;
         // The maps hold plain data; a panic elsewhere cannot leave one half-updated.

@@ -240,12 +240,8 @@ impl Session {
         !self.finished.swap(true, Ordering::AcqRel)
     }
 
-    /// Completes when `close` is called or the transport changes; check the state afterwards.
-    pub async fn changed(&self) {
-        self.changed.notified().await
-    }
-
-    /// Registers interest in `changed` before a check, so no notification slips in between.
+    /// Completes when `close` is called or the transport changes; registered before the caller
+    /// checks the state, so no notification slips in between.
     pub fn changed_notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
     }

@@ -144,11 +144,7 @@ async fn configurable_queries_for_another_schema() {
 }
 
 async fn join(ws: &mut RawWs, eventid: i32, userid: i32, role: &str) -> String {
-    ws.send_text(&format!(
-        r#"42["join-chat",{{"eventid":{eventid},"userid":{userid},"role":"{role}"}}]"#
-    ))
-    .await;
-    ws.recv_text().await.expect("a reply to join-chat")
+    ws.join_chat(eventid, userid, role).await
 }
 
 #[tokio::test]

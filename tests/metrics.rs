@@ -23,21 +23,13 @@ async fn metrics_follow_the_traffic() {
     let server = support::chat_gateway(&db.url(), &["--auth", "trust"]).await;
     let mut tutor = RawWs::socketio(server.addr).await;
     let mut tutee = RawWs::socketio(server.addr).await;
-    tutor
-        .send_text(r#"42["join-chat",{"eventid":101,"userid":1,"role":"tutor"}]"#)
-        .await;
     assert!(tutor
-        .recv_text()
+        .join_chat(101, 1, "tutor")
         .await
-        .unwrap()
         .starts_with(r#"42["chat-joined""#));
-    tutee
-        .send_text(r#"42["join-chat",{"eventid":101,"userid":2,"role":"tutee"}]"#)
-        .await;
     assert!(tutee
-        .recv_text()
+        .join_chat(101, 2, "tutee")
         .await
-        .unwrap()
         .starts_with(r#"42["chat-joined""#));
     assert!(tutor
         .recv_text()

@@ -197,6 +197,15 @@ impl RawWs {
         }
     }
 
+    /// Sends `join-chat` and returns the first frame of the answer (`chat-joined` or `chat-error`).
+    pub async fn join_chat(&mut self, eventid: i32, userid: i32, role: &str) -> String {
+        self.send_text(&format!(
+            r#"42["join-chat",{{"eventid":{eventid},"userid":{userid},"role":"{role}"}}]"#
+        ))
+        .await;
+        self.recv_text().await.expect("a reply to join-chat")
+    }
+
     /// Asserts that the server closes the connection (reading anything it sends before that).
     pub async fn expect_closed(&mut self) {
         while let Some(frame) = self.recv_text().await {

@@ -8,12 +8,12 @@ use std::time::Duration;
 use crate::admin::Admin;
 use crate::auth::{AuthMode, JwtVerifier};
 use crate::chat::{Chat, ChatConfig};
-use crate::config::{AuthArg, ServeArgs};
+use crate::config::{AuthArg, ServeArgs, ShutdownNotice};
 use crate::demo::DemoPage;
 use crate::directory::demo::DemoDirectory;
 use crate::directory::postgres::{PostgresConfig, PostgresDirectory};
 use crate::directory::{Directory, DirectoryError};
-use crate::engine::{CloseReason, Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig};
 use crate::http::OriginPolicy;
 use crate::rate::RateLimit;
 use crate::server::{self, Router, ServerConfig};
@@ -231,7 +231,9 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     server::serve(listener, gateway.router, server_config, shutdown_signal()).await;
     gateway.shutting_down.store(true, Ordering::Release);
     tracing::info!(sessions = gateway.engine.session_count(), "shutting down");
-    gateway.engine.close_all(CloseReason::ServerShutdown);
+    gateway
+        .engine
+        .shutdown(args.shutdown_notice == ShutdownNotice::Disconnect);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_secs);
     while gateway.engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

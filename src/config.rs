@@ -39,6 +39,12 @@ pub enum AuthArg {
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownNotice {
+    Disconnect,
+    Reconnect,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -175,6 +181,13 @@ pub struct ServeArgs {
     /// Seconds to let clients drain on SIGTERM/SIGINT before exiting.
     #[arg(long, env = "CHATGATE_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+
+    /// What clients are told on SIGTERM/SIGINT. `disconnect`: a Socket.IO DISCONNECT, so the
+    /// official clients report "io server disconnect" and stay disconnected until the application
+    /// reconnects them. `reconnect`: only the transport closes, so they reconnect by themselves
+    /// (to another node behind a load balancer, during a rolling restart).
+    #[arg(long, env = "CHATGATE_SHUTDOWN_NOTICE", value_enum, default_value_t = ShutdownNotice::Disconnect)]
+    pub shutdown_notice: ShutdownNotice,
 }
 
 #[derive(Args, Debug, Clone)]

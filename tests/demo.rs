@@ -168,15 +168,17 @@ async fn database_without_a_secret_refuses_to_start() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_tells_clients_and_exits() {
-    let mut running = start(&["--shutdown-grace-secs", "5"]).await;
+/// Starts the binary with `args`, connects a Socket.IO client, sends SIGTERM, and returns every
+/// frame the client received before the connection closed; asserts a clean exit.
+async fn frames_at_sigterm(args: &[&str]) -> Vec<String> {
+    let mut running = start(args).await;
     let addr: std::net::SocketAddr = running
         .url
         .trim_start_matches("http://")
         .parse()
         .expect("address");
     let mut ws = support::raw::RawWs::socketio(addr).await;
+    assert!(ws.join_chat(101, 1, "tutor").await.contains("chat-joined"));
     let pid = running.child.id().expect("pid").to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
@@ -184,12 +186,30 @@ async fn sigterm_tells_clients_and_exits() {
         .await
         .expect("kill");
     assert!(status.success());
-    ws.expect_closed().await;
+    let mut frames = Vec::new();
+    while let Some(frame) = ws.recv_text().await {
+        frames.push(frame);
+    }
     let exit = tokio::time::timeout(Duration::from_secs(10), running.child.wait())
         .await
         .expect("exits within the grace period")
         .expect("exit status");
     assert!(exit.success(), "{exit}");
+    frames
+}
+
+#[tokio::test]
+async fn sigterm_sends_socketio_disconnect_and_exits() {
+    let frames = frames_at_sigterm(&["--shutdown-grace-secs", "5"]).await;
+    // "41": DISCONNECT of the main namespace, which the official clients report as
+    // "io server disconnect"; then the transport closes.
+    assert_eq!(frames, ["41"], "frames before the close");
+}
+
+#[tokio::test]
+async fn sigterm_with_reconnect_notice_only_closes_the_transport() {
+    let frames = frames_at_sigterm(&["--shutdown-notice", "reconnect"]).await;
+    assert!(frames.is_empty(), "no DISCONNECT, got {frames:?}");
 }
 
 #[tokio::test]

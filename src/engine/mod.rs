@@ -60,6 +60,10 @@ pub trait Handler: Send + Sync + 'static {
     /// Called at each ping the server sends: a cheap periodic hook (e.g. for a connect timeout).
     fn heartbeat(&self, _conn: &Arc<Self::Conn>) {}
 
+    /// The server is shutting down and the session is about to be closed: the application may
+    /// queue its goodbye (Socket.IO sends DISCONNECT). What it queues goes out before the close.
+    fn shutdown(&self, _conn: &Arc<Self::Conn>) {}
+
     /// The session ended. Called exactly once.
     fn close(&self, conn: &Arc<Self::Conn>, reason: CloseReason);
 }
@@ -217,9 +221,14 @@ impl<H: Handler> Engine<H> {
     }
 
     /// Asks every session to close (shutdown).
-    pub fn close_all(&self, reason: CloseReason) {
+    /// Closes every session for a server shutdown. With `goodbye`, the application first queues
+    /// its farewell on each ([`Handler::shutdown`]); either way what is queued is still written.
+    pub fn shutdown(&self, goodbye: bool) {
         for entry in self.sessions.values_cloned() {
-            entry.session.close(reason);
+            if goodbye {
+                self.handler.shutdown(&entry.conn);
+            }
+            entry.session.close(CloseReason::ServerShutdown);
         }
     }
 

@@ -280,6 +280,14 @@ impl engine::Handler for SocketIo {
         }
     }
 
+    fn shutdown(&self, client: &Arc<Arc<Client>>) {
+        // A DISCONNECT per namespace: the official clients then report "io server disconnect"
+        // and do not reconnect by themselves.
+        for socket in client.take_all() {
+            socket.disconnect();
+        }
+    }
+
     fn close(&self, client: &Arc<Arc<Client>>, reason: CloseReason) {
         for socket in client.take_all() {
             socket.closed(DisconnectReason::Session(reason));

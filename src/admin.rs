@@ -12,26 +12,42 @@ use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
 
 use crate::chat::metrics::METRICS;
-use crate::directory::{Directory, LATENCY_BUCKETS_MS};
+use crate::directory::{Directory, LatencyHistogram, LATENCY_BUCKETS_MS};
 use crate::engine::Engine;
+use crate::history::History;
 use crate::http;
 use crate::server::{Endpoint, ResponseFuture};
 use crate::socketio::SocketIo;
 
 pub struct Admin {
     directory: Arc<dyn Directory>,
+    history: Arc<History>,
     shutting_down: Arc<AtomicBool>,
     engine: Arc<Engine<SocketIo>>,
+}
+
+/// Writes one Prometheus histogram of durations.
+fn histogram(out: &mut String, name: &str, help: &str, latency: &LatencyHistogram) {
+    let (cumulative, sum) = latency.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", bound / 1000.0);
+    }
+    let total = cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
 }
 
 impl Admin {
     pub fn new(
         directory: Arc<dyn Directory>,
+        history: Arc<History>,
         shutting_down: Arc<AtomicBool>,
         engine: Arc<Engine<SocketIo>>,
     ) -> Admin {
         Admin {
             directory,
+            history,
             shutting_down,
             engine,
         }
@@ -122,24 +138,46 @@ impl Admin {
             "chat-error replies, by message.",
             &to_samples("message", &errors),
         );
-        if let Some(latency) = self.directory.latency() {
-            let (cumulative, sum) = latency.snapshot();
-            let _ = writeln!(out, "# HELP chatgate_db_query_seconds Time to authorize a join against the database.\n# TYPE chatgate_db_query_seconds histogram");
-            for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&cumulative) {
-                let _ = writeln!(
-                    out,
-                    "chatgate_db_query_seconds_bucket{{le=\"{}\"}} {count}",
-                    bound / 1000.0
-                );
-            }
-            let total = cumulative.last().copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "chatgate_db_query_seconds_bucket{{le=\"+Inf\"}} {total}"
+        if let Some(writer) = self.history.writer_stats() {
+            family(
+                "chatgate_history_queued",
+                "gauge",
+                "Delivered messages waiting to be written to the database.",
+                &[(String::new(), writer.queued as f64)],
             );
-            let _ = writeln!(
-                out,
-                "chatgate_db_query_seconds_sum {sum}\nchatgate_db_query_seconds_count {total}"
+            family(
+                "chatgate_history_stored_total",
+                "counter",
+                "Messages written to the database.",
+                &[(String::new(), writer.stored as f64)],
+            );
+            family(
+                "chatgate_history_dropped_total",
+                "counter",
+                "Messages delivered but not stored (queue full, or shutdown deadline).",
+                &[(String::new(), writer.dropped as f64)],
+            );
+            family(
+                "chatgate_history_failed_batches_total",
+                "counter",
+                "History batch inserts that failed and were retried.",
+                &[(String::new(), writer.failed_batches as f64)],
+            );
+        }
+        if let Some(latency) = self.directory.latency() {
+            histogram(
+                &mut out,
+                "chatgate_db_query_seconds",
+                "Time to authorize a join against the database.",
+                latency,
+            );
+        }
+        if let Some(latency) = self.history.write_latency() {
+            histogram(
+                &mut out,
+                "chatgate_history_write_seconds",
+                "Time to write one batch of messages.",
+                latency,
             );
         }
         out

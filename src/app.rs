@@ -8,12 +8,13 @@ use std::time::Duration;
 use crate::admin::Admin;
 use crate::auth::{AuthMode, JwtVerifier};
 use crate::chat::{Chat, ChatConfig};
-use crate::config::{AuthArg, ServeArgs, ShutdownNotice};
+use crate::config::{AuthArg, ServeArgs, ShutdownNotice, Switch};
 use crate::demo::DemoPage;
 use crate::directory::demo::DemoDirectory;
 use crate::directory::postgres::{PostgresConfig, PostgresDirectory};
 use crate::directory::{Directory, DirectoryError};
 use crate::engine::{Engine, EngineConfig};
+use crate::history::{History, HistoryConfig};
 use crate::http::OriginPolicy;
 use crate::rate::RateLimit;
 use crate::server::{self, Router, ServerConfig};
@@ -51,6 +52,7 @@ pub struct Gateway {
     /// Set at shutdown; `/ready` reports it.
     pub shutting_down: Arc<AtomicBool>,
     pub engine: Arc<Engine<SocketIo>>,
+    pub history: Arc<History>,
     pub auth: &'static str,
     pub demo: bool,
 }
@@ -91,6 +93,34 @@ pub fn directory(args: &ServeArgs) -> Result<Arc<dyn Directory>, StartError> {
     }
 }
 
+/// The message history the settings ask for: in PostgreSQL with a database (its own small pool,
+/// so history reads and writes never take the connections joins need), in memory with the demo
+/// directory, or none. Call inside the runtime (the PostgreSQL writer is a task).
+pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
+    let config = HistoryConfig {
+        page: args.history_page.max(1),
+        max_page: args.history_max_page.max(1),
+        memory_per_chat: args.history_memory_per_chat,
+        queue: args.history_queue,
+        batch: args.history_batch,
+        query_timeout: Duration::from_millis(args.db_query_timeout_ms),
+        node_id: args.node_id,
+    };
+    Ok(Arc::new(match (args.history, &args.database_url) {
+        (Switch::Off, _) => History::off(config),
+        (Switch::On, None) => History::memory(config),
+        (Switch::On, Some(url)) => {
+            let pool = crate::directory::postgres::pool(
+                url,
+                4,
+                Duration::from_millis(args.db_connect_timeout_ms),
+            )
+            .map_err(StartError::Directory)?;
+            History::postgres(config, pool)
+        }
+    }))
+}
+
 pub fn engine_config(args: &ServeArgs) -> EngineConfig {
     let mut path = args.path.clone();
     if !path.starts_with('/') {
@@ -123,8 +153,10 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     let auth_name = auth.name();
     let shutting_down = Arc::new(AtomicBool::new(false));
     let directory_for_admin = directory.clone();
+    let history = history(args)?;
     let chat = Chat::new(
         directory,
+        history.clone(),
         auth,
         ChatConfig {
             max_message_chars: args.max_message_chars,
@@ -152,6 +184,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     let engine = Engine::new(config, socketio);
     let admin = Arc::new(Admin::new(
         directory_for_admin,
+        history.clone(),
         shutting_down.clone(),
         engine.clone(),
     ));
@@ -172,6 +205,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         admin_router,
         shutting_down,
         engine,
+        history,
         auth: auth_name,
         demo: args.database_url.is_none(),
     })
@@ -237,6 +271,12 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_secs);
     while gateway.engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every message delivered so far is queued by now (sessions are closed): store it, within
+    // what is left of the grace period.
+    let unstored = gateway.history.close(deadline).await;
+    if unstored > 0 {
+        tracing::error!(unstored, "messages delivered but not stored at shutdown");
     }
     tracing::info!(left = gateway.engine.session_count(), "stopped");
     Ok(())

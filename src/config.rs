@@ -188,6 +188,43 @@ pub struct ServeArgs {
     /// (to another node behind a load balancer, during a rolling restart).
     #[arg(long, env = "CHATGATE_SHUTDOWN_NOTICE", value_enum, default_value_t = ShutdownNotice::Disconnect)]
     pub shutdown_notice: ShutdownNotice,
+
+    /// Message history: `on` stores every message (in PostgreSQL with a database, in memory with
+    /// the demo directory) and sends `chat-history` after each join; `off` keeps nothing.
+    #[arg(long, env = "CHATGATE_HISTORY", value_enum, default_value_t = Switch::On)]
+    pub history: Switch,
+
+    /// Messages in the `chat-history` sent after a join, and the default `load-history` limit.
+    #[arg(long, env = "CHATGATE_HISTORY_PAGE", default_value_t = 50)]
+    pub history_page: usize,
+
+    /// Largest `limit` a `load-history` is answered with (larger ones are capped).
+    #[arg(long, env = "CHATGATE_HISTORY_MAX_PAGE", default_value_t = 200)]
+    pub history_max_page: usize,
+
+    /// Messages per chat the in-memory history (demo directory) keeps.
+    #[arg(long, env = "CHATGATE_HISTORY_MEMORY_PER_CHAT", default_value_t = 1000)]
+    pub history_memory_per_chat: usize,
+
+    /// Messages waiting to be written to PostgreSQL; when it is full (a long database outage), new
+    /// messages are still delivered but not stored.
+    #[arg(long, env = "CHATGATE_HISTORY_QUEUE", default_value_t = 65_536)]
+    pub history_queue: usize,
+
+    /// Most messages written with one INSERT (group commit).
+    #[arg(long, env = "CHATGATE_HISTORY_BATCH", default_value_t = 1024)]
+    pub history_batch: usize,
+
+    /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
+    #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..16))]
+    pub node_id: u8,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -32,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod engine;
+pub mod history;
 pub mod http;
 pub mod migrate;
 pub mod rate;

@@ -5,11 +5,30 @@
 use tokio_postgres::NoTls;
 
 /// `(version, description, SQL)`, in order. Append only: an applied migration never changes.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "migration bookkeeping",
-    "SELECT 1", // the bookkeeping table itself is created below, before any migration runs
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "migration bookkeeping",
+        "SELECT 1", // the bookkeeping table itself is created below, before any migration runs
+    ),
+    (
+        2,
+        "message history",
+        // Named `chatgate_` like the bookkeeping table, so it never meets a host application's
+        // own `chat_message`. Ids are made by the gateway (src/history/ids.rs). The index serves
+        // both the newest page of a chat and the pages before a given id.
+        "CREATE TABLE chatgate_message (
+             id          bigint PRIMARY KEY,
+             eventid     integer NOT NULL,
+             userid      integer NOT NULL,
+             role        text NOT NULL CHECK (role IN ('tutor', 'tutee')),
+             sender_name text NOT NULL,
+             message     text NOT NULL,
+             created_at  timestamptz NOT NULL
+         );
+         CREATE INDEX chatgate_message_eventid_id ON chatgate_message (eventid, id);",
+    ),
+];
 
 pub async fn migrate(url: &str) -> Result<Vec<i32>, String> {
     let (mut client, connection) = tokio_postgres::connect(url, NoTls)

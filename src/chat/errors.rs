@@ -26,6 +26,10 @@ pub enum ChatError {
     FailedToLeave,
     /// Too many events in a short time (per-socket rate limit).
     RateLimited,
+    /// The history store did not answer (database down or slow).
+    HistoryUnavailable,
+    /// `load-history` with a `before_id` or `limit` that is not a positive integer.
+    BadHistoryRequest,
 }
 
 impl ChatError {
@@ -45,6 +49,8 @@ impl ChatError {
             ChatError::FailedToSend => 10,
             ChatError::FailedToLeave => 11,
             ChatError::RateLimited => 12,
+            ChatError::HistoryUnavailable => 13,
+            ChatError::BadHistoryRequest => 14,
         }
     }
 
@@ -67,6 +73,10 @@ impl ChatError {
             ChatError::FailedToSend => "Failed to send message".into(),
             ChatError::FailedToLeave => "Failed to leave chat".into(),
             ChatError::RateLimited => "Rate limit exceeded".into(),
+            ChatError::HistoryUnavailable => "Failed to load history".into(),
+            ChatError::BadHistoryRequest => {
+                "Invalid history request: before_id and limit must be positive integers".into()
+            }
         }
     }
 }

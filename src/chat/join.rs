@@ -13,6 +13,7 @@ use super::{broadcast, chat_state, leave, refuse, reply, Chat, ChatError, Encode
 use crate::auth::AuthMode;
 use crate::directory::{Role, Seat};
 use crate::engine::Dispatch;
+use crate::history::{Cursor, History};
 use crate::socketio::Socket;
 
 #[derive(Serialize)]
@@ -68,13 +69,29 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
         }
     };
     let directory = chat.directory.clone();
+    let history = chat.history.clone();
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
         let seat = directory
             .seat(request.eventid, request.userid, request.role)
             .await;
         match seat {
-            Ok(Seat::Granted { name }) => enter(&socket, request, name, ack),
+            Ok(Seat::Granted { name }) => {
+                let eventid = request.eventid;
+                if let Some(cursor) = enter(&history, &socket, request, name, ack) {
+                    let page = history.config().page;
+                    super::history::send_page(
+                        &history,
+                        &socket,
+                        eventid,
+                        cursor.before,
+                        page,
+                        Some(cursor),
+                        None,
+                    )
+                    .await;
+                }
+            }
             Ok(Seat::EventNotFound) => refuse(&socket, ack, ChatError::EventNotFound),
             Ok(Seat::NotMember) => refuse(&socket, ack, ChatError::Unauthorized),
             Err(e) => {
@@ -85,14 +102,21 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
     }))
 }
 
-/// Puts an authorized socket into the event's room.
-fn enter(socket: &Arc<Socket>, request: Request, name: String, ack: Option<u64>) {
+/// Puts an authorized socket into the event's room; returns where its history ends (`None` if it
+/// disconnected meanwhile).
+fn enter(
+    history: &History,
+    socket: &Arc<Socket>,
+    request: Request,
+    name: String,
+    ack: Option<u64>,
+) -> Option<Cursor> {
     let state = chat_state(socket);
     let room = room_name(request.eventid);
-    let (count, left) = {
+    let (count, left, cursor) = {
         let mut inner = state.lock();
         if inner.gone {
-            return;
+            return None;
         }
         let same = inner.membership.as_ref().is_some_and(|m| {
             m.eventid == request.eventid && m.userid == request.userid && m.role == request.role
@@ -106,22 +130,24 @@ fn enter(socket: &Arc<Socket>, request: Request, name: String, ack: Option<u64>)
                 role: request.role.as_str(),
             };
             reply(socket, ack, "chat-joined", &Encoded::new(&joined));
-            return;
+            let ((), cursor) = history.join(request.eventid, || ());
+            return Some(cursor);
         }
         // A socket is in at most one chat: leave the current one first.
         let left = inner
             .membership
             .take()
             .map(|old| (socket.leave(&old.room), old));
-        let count = socket.join(&room);
+        // Under the chat's order lock: history up to the cursor, live messages after it.
+        let (count, cursor) = history.join(request.eventid, || socket.join(&room));
         inner.membership = Some(Arc::new(Membership {
             eventid: request.eventid,
             userid: request.userid,
             role: request.role,
-            name,
+            name: name.into(),
             room: room.clone(),
         }));
-        (count, left)
+        (count, left, cursor)
     };
     if let Some((remaining, old)) = left {
         leave::announce_left(socket, &old, remaining);
@@ -144,4 +170,5 @@ fn enter(socket: &Arc<Socket>, request: Request, name: String, ack: Option<u64>)
         &Encoded::new(&announce),
         false,
     );
+    Some(cursor)
 }

@@ -3,33 +3,47 @@
 
 use std::sync::Arc;
 
+use chrono::Timelike;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::payload;
-use super::{answer, broadcast, chat_state, refuse, Chat, ChatError, Encoded};
+use super::{answer, answer_error, broadcast, chat_state, refuse, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
+use crate::history::{OnStored, StoredMessage};
 use crate::socketio::Socket;
 
+/// The `receive-message` payload: the seed's fields, plus the stored message's `id`.
 #[derive(Serialize)]
-struct ReceiveMessage<'a> {
+pub(crate) struct ReceiveMessage<'a> {
     message: &'a str,
     userid: i32,
     sender_name: &'a str,
     role: &'static str,
     timestamp: String,
     eventid: i32,
+    id: i64,
 }
 
-/// UTC, ISO-8601 without offset, 6 fractional digits: `2025-11-16T10:30:00.123456`.
-pub fn timestamp() -> String {
-    format_timestamp(chrono::Utc::now())
+impl<'a> ReceiveMessage<'a> {
+    /// The payload of a message, live or from history: both read the same.
+    pub fn of(m: &'a StoredMessage) -> ReceiveMessage<'a> {
+        ReceiveMessage {
+            message: &m.message,
+            userid: m.userid,
+            sender_name: &m.sender_name,
+            role: m.role.as_str(),
+            timestamp: format_timestamp(m.created_at),
+            eventid: m.eventid,
+            id: m.id,
+        }
+    }
 }
 
 /// Writes the digits by hand: this runs once per message, and chrono's general `format` machinery
 /// cost more than the rest of the message's encoding.
-fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    use chrono::{Datelike, Timelike};
+pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Datelike;
     fn put(out: &mut [u8], mut n: u32) {
         for slot in out.iter_mut().rev() {
             *slot = b'0' + (n % 10) as u8;
@@ -47,6 +61,9 @@ fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     put(&mut b[20..26], (t.nanosecond() / 1000).min(999_999));
     String::from_utf8(b.to_vec()).expect("ASCII digits and punctuation")
 }
+
+/// The ack error of a message that was delivered but will not be stored.
+pub const NOT_STORED: &str = "Message delivered but not stored";
 
 pub fn send(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
     if let Err(e) = try_send(chat, socket, args, ack) {
@@ -79,17 +96,37 @@ fn try_send(
     if message.len() > max && message.chars().count() > max {
         return Err(ChatError::MessageTooLong { max });
     }
-    let payload = Encoded::new(&ReceiveMessage {
-        message,
-        userid: member.userid,
-        sender_name: &member.name,
-        role: member.role.as_str(),
-        timestamp: timestamp(),
-        eventid: member.eventid,
+    // Microseconds, as PostgreSQL keeps them: the stored copy reads back exactly as delivered.
+    let now = chrono::Utc::now();
+    let created_at = now
+        .with_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now);
+    chat.history.append(member.eventid, |id| {
+        let stored = StoredMessage {
+            id,
+            eventid: member.eventid,
+            userid: member.userid,
+            role: member.role,
+            sender_name: member.name.clone(),
+            message: message.to_owned(),
+            created_at,
+        };
+        let payload = Encoded::new(&ReceiveMessage::of(&stored));
+        // Encoded once; every member's queue gets the same buffer.
+        broadcast(socket, &member.room, "receive-message", &payload, true);
+        // The sender's ack, if asked, confirms storage: it waits for the commit.
+        let on_stored = ack.map(|ack| {
+            let socket = socket.clone();
+            Box::new(move |kept: bool| {
+                if kept {
+                    answer(&socket, Some(ack), &payload);
+                } else {
+                    answer_error(&socket, Some(ack), NOT_STORED);
+                }
+            }) as OnStored
+        });
+        (stored, on_stored)
     });
-    // Encoded once; every member's queue gets the same buffer.
-    broadcast(socket, &member.room, "receive-message", &payload, true);
-    answer(socket, ack, &payload);
     Ok(())
 }
 
@@ -112,7 +149,7 @@ mod tests {
 
     #[test]
     fn timestamp_format() {
-        let t = super::timestamp();
+        let t = super::format_timestamp(chrono::Utc::now());
         assert_eq!(t.len(), 26, "{t}");
         assert_eq!(&t[10..11], "T");
         assert_eq!(&t[19..20], ".");

@@ -9,11 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::ChatError;
 
 /// Client events, in the order of the `IN` counters; anything else counts as `other`.
-pub const EVENTS_IN: [&str; 5] = ["join-chat", "send-message", "leave-chat", "typing", "other"];
+pub const EVENTS_IN: [&str; 6] = [
+    "join-chat",
+    "send-message",
+    "leave-chat",
+    "typing",
+    "load-history",
+    "other",
+];
 
 /// Server events, in the order of the `OUT` counters.
-pub const EVENTS_OUT: [&str; 7] = [
+pub const EVENTS_OUT: [&str; 8] = [
     "chat-joined",
+    "chat-history",
     "user-joined-chat",
     "receive-message",
     "user-left-chat",
@@ -23,7 +31,7 @@ pub const EVENTS_OUT: [&str; 7] = [
 ];
 
 /// `chat-error` kinds, in the order of `ChatError::kind`.
-pub const ERROR_KINDS: [&str; 13] = [
+pub const ERROR_KINDS: [&str; 15] = [
     "Missing eventid or userid",
     "Event not found",
     "Unauthorized: You are not part of this event",
@@ -37,23 +45,25 @@ pub const ERROR_KINDS: [&str; 13] = [
     "Failed to send message",
     "Failed to leave chat",
     "Rate limit exceeded",
+    "Failed to load history",
+    "Invalid history request",
 ];
 
 pub struct ChatMetrics {
-    events_in: [AtomicU64; 5],
-    events_out: [AtomicU64; 7],
-    errors: [AtomicU64; 13],
+    events_in: [AtomicU64; 6],
+    events_out: [AtomicU64; 8],
+    errors: [AtomicU64; 15],
 }
 
 pub static METRICS: ChatMetrics = ChatMetrics {
-    events_in: [const { AtomicU64::new(0) }; 5],
-    events_out: [const { AtomicU64::new(0) }; 7],
-    errors: [const { AtomicU64::new(0) }; 13],
+    events_in: [const { AtomicU64::new(0) }; 6],
+    events_out: [const { AtomicU64::new(0) }; 8],
+    errors: [const { AtomicU64::new(0) }; 15],
 };
 
 impl ChatMetrics {
     pub fn event_in(&self, name: &str) {
-        let i = EVENTS_IN.iter().position(|e| *e == name).unwrap_or(4);
+        let i = EVENTS_IN.iter().position(|e| *e == name).unwrap_or(5);
         self.events_in[i].fetch_add(1, Ordering::Relaxed);
     }
 

@@ -1,7 +1,8 @@
 //! The tutor/tutee chat of the seed (`chat-api.md`), as a Socket.IO namespace.
 //!
 //! One file per client event: `join.rs` (`join-chat`), `message.rs` (`send-message`), `leave.rs`
-//! (`leave-chat` and disconnect), `typing.rs` (`typing`). `errors.rs` holds every `chat-error` text,
+//! (`leave-chat` and disconnect), `typing.rs` (`typing`), `history.rs` (`load-history`, and the
+//! `chat-history` sent after a join). `errors.rs` holds every `chat-error` text,
 //! `payload.rs` the reading of client payloads, `state.rs` what is kept per socket.
 //!
 //! Follow a chat message: the WebSocket task reads a frame -> codec decode -> `socketio` routes the
@@ -10,6 +11,7 @@
 //! member's WebSocket task drains its outbox and flushes once.
 
 pub mod errors;
+pub mod history;
 pub mod join;
 pub mod leave;
 pub mod message;
@@ -28,6 +30,7 @@ use serde_json::value::RawValue;
 use crate::auth::AuthMode;
 use crate::directory::Directory;
 use crate::engine::Dispatch;
+use crate::history::History;
 use crate::socketio::{text_frame, DisconnectReason, IncomingEvent, Namespace, Refusal, Socket};
 pub use errors::ChatError;
 use state::ChatSocket;
@@ -61,14 +64,21 @@ impl Default for ChatConfig {
 
 pub struct Chat {
     pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) history: Arc<History>,
     pub(crate) auth: AuthMode,
     pub(crate) config: ChatConfig,
 }
 
 impl Chat {
-    pub fn new(directory: Arc<dyn Directory>, auth: AuthMode, config: ChatConfig) -> Arc<Chat> {
+    pub fn new(
+        directory: Arc<dyn Directory>,
+        history: Arc<History>,
+        auth: AuthMode,
+        config: ChatConfig,
+    ) -> Arc<Chat> {
         Arc::new(Chat {
             directory,
+            history,
             auth,
             config,
         })
@@ -139,6 +149,13 @@ pub(crate) fn answer(socket: &Socket, ack: Option<u64>, payload: &Encoded) {
     }
 }
 
+/// Answers the client's acknowledgement request, if any, with `{error}`.
+pub(crate) fn answer_error(socket: &Socket, ack: Option<u64>, error: &str) {
+    if ack.is_some() {
+        answer(socket, ack, &Encoded::new(&AckError { error }));
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorPayload<'a> {
     message: &'a str,
@@ -187,6 +204,14 @@ impl Namespace for Chat {
                 message::send(self, socket, &args, ack)
             }
             "leave-chat" => leave::leave(socket, &args, ack),
+            "load-history" => {
+                // Each costs a database query: it shares the send-message budget.
+                if !chat_state(socket).allow_message(self.config.message_rate) {
+                    refuse(socket, ack, ChatError::RateLimited);
+                    return Dispatch::Done;
+                }
+                history::load(self, socket, &args, ack)
+            }
             "typing" => {
                 if !chat_state(socket).allow_typing(self.config.typing_rate) {
                     refuse(socket, ack, ChatError::RateLimited);
@@ -197,8 +222,7 @@ impl Namespace for Chat {
             // Events the seed does not define are ignored, as Socket.IO servers do; a client that
             // asked for an ack is told why, rather than left waiting.
             other => {
-                let error = format!("Unknown event: {other}");
-                answer(socket, ack, &Encoded::new(&AckError { error: &error }));
+                answer_error(socket, ack, &format!("Unknown event: {other}"));
                 Dispatch::Done
             }
         }

@@ -19,6 +19,10 @@ pub struct Fields<'a> {
     pub message: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub is_typing: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub before_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub limit: Option<&'a RawValue>,
 }
 
 /// The first argument of an event as an object's fields; `None` when it is missing or not an object.
@@ -39,6 +43,27 @@ pub fn id(raw: Option<&RawValue>) -> Option<i32> {
     }
     text.parse::<i64>().ok().and_then(|n| i32::try_from(n).ok())
 }
+
+/// A positive JSON integer (no fraction, exponent or quotes) up to 2^53, the largest a JavaScript
+/// client can send exactly. `Ok(None)` when absent or `null`, `Err` when present and anything else.
+pub fn positive(raw: Option<&RawValue>) -> Result<Option<i64>, NotPositive> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get().trim();
+    if text == "null" {
+        return Ok(None);
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NotPositive);
+    }
+    match text.parse::<i64>() {
+        Ok(n) if n > 0 && n <= 1 << 53 => Ok(Some(n)),
+        _ => Err(NotPositive),
+    }
+}
+
+/// A field that should have been a positive integer was something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPositive;
 
 /// Whether a field is present and not `null`.
 pub fn present(raw: Option<&RawValue>) -> bool {
@@ -107,6 +132,22 @@ mod tests {
         let refs: Vec<&RawValue> = not_object.iter().map(|b| &**b).collect();
         assert!(fields(&refs).is_none());
         assert!(fields(&[]).is_none());
+    }
+
+    #[test]
+    fn positive_integers_only() {
+        assert_eq!(positive(Some(&raw("7"))), Ok(Some(7)));
+        assert_eq!(positive(Some(&raw("9007199254740992"))), Ok(Some(1 << 53)));
+        assert_eq!(positive(Some(&raw("9007199254740993"))), Err(NotPositive));
+        assert_eq!(
+            positive(Some(&raw("99999999999999999999"))),
+            Err(NotPositive)
+        );
+        assert_eq!(positive(Some(&raw("null"))), Ok(None));
+        assert_eq!(positive(None), Ok(None));
+        for bad in ["0", "-1", "1.5", "1e3", "\"5\"", "true", "[]"] {
+            assert_eq!(positive(Some(&raw(bad))), Err(NotPositive), "{bad}");
+        }
     }
 
     #[test]

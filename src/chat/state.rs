@@ -11,8 +11,8 @@ pub struct Membership {
     pub eventid: i32,
     pub userid: i32,
     pub role: Role,
-    /// `users.name`, looked up once at join and used for every message.
-    pub name: String,
+    /// `users.name`, looked up once at join and shared by every message (and its stored copy).
+    pub name: Arc<str>,
     /// `chat_{eventid}`.
     pub room: String,
 }

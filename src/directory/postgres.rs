@@ -41,25 +41,7 @@ pub struct PostgresDirectory {
 impl PostgresDirectory {
     /// Builds the pool; no connection is opened until the first query.
     pub fn new(config: &PostgresConfig) -> Result<PostgresDirectory, DirectoryError> {
-        let pg: tokio_postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| DirectoryError(format!("invalid database URL: {e}")))?;
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .wait_timeout(Some(config.connect_timeout))
-            .create_timeout(Some(config.connect_timeout))
-            .recycle_timeout(Some(config.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| DirectoryError(format!("cannot build the connection pool: {e}")))?;
+        let pool = pool(&config.url, config.pool_size, config.connect_timeout)?;
         Ok(PostgresDirectory {
             pool,
             event_query: config.event_query.clone(),
@@ -114,6 +96,29 @@ impl PostgresDirectory {
         };
         Ok(decide(slots, name, userid, role))
     }
+}
+
+/// A deadpool pool of `size` connections to `url`; waiting for a connection, opening one and
+/// checking one all time out after `connect_timeout`. Opens nothing until first used.
+pub fn pool(url: &str, size: usize, connect_timeout: Duration) -> Result<Pool, DirectoryError> {
+    let pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| DirectoryError(format!("invalid database URL: {e}")))?;
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(connect_timeout))
+        .create_timeout(Some(connect_timeout))
+        .recycle_timeout(Some(connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DirectoryError(format!("cannot build the connection pool: {e}")))
 }
 
 impl Directory for PostgresDirectory {

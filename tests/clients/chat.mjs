@@ -69,8 +69,9 @@ const scenarios = {
     const [m] = await atTutee;
     equal(await atTutor, [m], "the sender receives its own message");
     equal(acked, m, "the ack carries the delivered message");
-    const { timestamp, ...fields } = m;
+    const { timestamp, id, ...fields } = m;
     equal(fields, { message: "Hello, how can I help you?", userid: 1, sender_name: "Ada Lovelace", role: "tutor", eventid: 101 }, "receive-message");
+    if (!Number.isSafeInteger(id) || id <= 0) fail(`id ${id} is not a positive safe integer`);
     if (!TIMESTAMP.test(timestamp)) fail(`timestamp ${timestamp}`);
     const age = Date.now() - Date.parse(timestamp + "Z");
     if (Math.abs(age) > 60000) fail(`timestamp ${timestamp} is not UTC now`);

@@ -58,6 +58,10 @@ impl TestDb {
             .expect("connect to the test database");
         tokio::spawn(conn);
         client.batch_execute(FIXTURES).await.expect("load fixtures");
+        // The gateway's own tables, as `chatgate migrate` creates them.
+        chatgate::migrate::migrate(&db.url())
+            .await
+            .expect("migrate the test database");
         db
     }
 

@@ -124,6 +124,8 @@ pub async fn polling_handshake(addr: SocketAddr) -> String {
 /// A bare WebSocket to the Engine.IO endpoint.
 pub struct RawWs {
     ws: WebSocketStream<TcpStream>,
+    /// The `chat-history` frame read by the last successful `join_chat`.
+    pub last_history: Option<String>,
 }
 
 impl RawWs {
@@ -142,7 +144,10 @@ impl RawWs {
             .await
             .expect("connect to the test server");
         let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}{path}"), stream).await?;
-        Ok(RawWs { ws })
+        Ok(RawWs {
+            ws,
+            last_history: None,
+        })
     }
 
     /// Opens a session and connects the Socket.IO namespace `/`.
@@ -198,12 +203,26 @@ impl RawWs {
     }
 
     /// Sends `join-chat` and returns the first frame of the answer (`chat-joined` or `chat-error`).
+    /// After `chat-joined`, also reads the `chat-history` that follows it and keeps it in
+    /// `last_history`.
     pub async fn join_chat(&mut self, eventid: i32, userid: i32, role: &str) -> String {
         self.send_text(&format!(
             r#"42["join-chat",{{"eventid":{eventid},"userid":{userid},"role":"{role}"}}]"#
         ))
         .await;
-        self.recv_text().await.expect("a reply to join-chat")
+        let reply = self.recv_text().await.expect("a reply to join-chat");
+        if reply.starts_with(r#"42["chat-joined""#) {
+            let history = self
+                .recv_text()
+                .await
+                .expect("chat-history after chat-joined");
+            assert!(
+                history.starts_with(&format!(r#"42["chat-history",{{"eventid":{eventid},"#)),
+                "expected chat-history, got {history}"
+            );
+            self.last_history = Some(history);
+        }
+        reply
     }
 
     /// Asserts that the server closes the connection (reading anything it sends before that).

@@ -1,0 +1,82 @@
+//! `chat-history` `{eventid, messages, has_more}`: the latest page of a chat, sent after every
+//! `chat-joined`, and older pages on `load-history` `{eventid?, before_id?, limit?}`.
+//!
+//! Only a member reads a chat's history: `load-history` is answered for the chat the socket is in
+//! (joined through the directory's authorization), never for an event id the client names.
+//! `messages` are oldest first and shaped like `receive-message` payloads (with `id`); `has_more`
+//! says older ones exist, to be asked for with `before_id` = the first message's id.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::message::ReceiveMessage;
+use super::{chat_state, payload, refuse, reply, Chat, ChatError, Encoded};
+use crate::engine::Dispatch;
+use crate::history::{Cursor, History};
+use crate::socketio::Socket;
+
+#[derive(Serialize)]
+struct ChatHistory<'a> {
+    eventid: i32,
+    messages: Vec<ReceiveMessage<'a>>,
+    has_more: bool,
+}
+
+/// Sends `limit` messages of `eventid`'s chat with ids below `before` (a join passes its cursor).
+pub async fn send_page(
+    history: &History,
+    socket: &Arc<Socket>,
+    eventid: i32,
+    before: i64,
+    limit: usize,
+    cursor: Option<Cursor>,
+    ack: Option<u64>,
+) {
+    match history.page(eventid, before, limit, cursor).await {
+        Ok(page) => {
+            let payload = ChatHistory {
+                eventid,
+                messages: page
+                    .messages
+                    .iter()
+                    .map(|m| ReceiveMessage::of(m))
+                    .collect(),
+                has_more: page.has_more,
+            };
+            reply(socket, ack, "chat-history", &Encoded::new(&payload));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, eventid, "history query failed");
+            refuse(socket, ack, ChatError::HistoryUnavailable);
+        }
+    }
+}
+
+pub fn load(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+    let fields = payload::fields(args).unwrap_or_default();
+    let Some(member) = chat_state(socket).membership() else {
+        refuse(socket, ack, ChatError::NotInRoom);
+        return Dispatch::Done;
+    };
+    if payload::present(fields.eventid) && payload::id(fields.eventid) != Some(member.eventid) {
+        refuse(socket, ack, ChatError::EventIdMismatch);
+        return Dispatch::Done;
+    }
+    let (Ok(before), Ok(limit)) = (
+        payload::positive(fields.before_id),
+        payload::positive(fields.limit),
+    ) else {
+        refuse(socket, ack, ChatError::BadHistoryRequest);
+        return Dispatch::Done;
+    };
+    let config = chat.history.config();
+    let limit = limit.map_or(config.page, |l| (l as usize).min(config.max_page));
+    let before = before.unwrap_or(i64::MAX);
+    let history = chat.history.clone();
+    let socket = socket.clone();
+    Dispatch::Pending(Box::pin(async move {
+        send_page(&history, &socket, member.eventid, before, limit, None, ack).await;
+    }))
+}

@@ -1,0 +1,389 @@
+//! History in PostgreSQL (`chatgate_message`, created by `chatgate migrate`).
+//!
+//! Writes go through a bounded queue to one writer task, which inserts whatever has accumulated
+//! with one statement and one commit (group commit): at low load a batch is a message or two and is
+//! written at once; under load batches grow and the database sees few, large transactions. A batch
+//! that fails (database down, timeout) is retried with backoff; meanwhile the queue fills, and once
+//! it is full new messages are delivered but not stored (counted, and their senders' acks say so).
+//! Inserting is idempotent (`ON CONFLICT (id) DO NOTHING`), so a retry after a commit whose answer
+//! was lost stores nothing twice.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, Notify};
+
+use super::ids::Ids;
+use super::{HistoryConfig, HistoryError, OnStored, Page, StoredMessage};
+use crate::directory::{LatencyHistogram, Role};
+
+const INSERT: &str = "INSERT INTO chatgate_message \
+     (id, eventid, userid, role, sender_name, message, created_at) \
+     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], $5::text[], \
+                          $6::text[], $7::timestamptz[]) \
+     ON CONFLICT (id) DO NOTHING";
+
+const PAGE: &str = "SELECT id, userid, role, sender_name, message, created_at \
+     FROM chatgate_message WHERE eventid = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
+
+struct Queued {
+    message: StoredMessage,
+    on_stored: Option<OnStored>,
+}
+
+/// What the writer has done, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterStats {
+    pub queued: u64,
+    pub stored: u64,
+    /// Delivered but never stored: the queue was full, or the shutdown deadline passed.
+    pub dropped: u64,
+    pub failed_batches: u64,
+}
+
+/// Counters shared by the live path, the writer and the readers.
+#[derive(Default)]
+struct Shared {
+    /// Messages accepted into the queue.
+    queued: AtomicU64,
+    /// Messages the writer is done with (stored, or given up at the shutdown deadline); in queue
+    /// order, so `settled >= n` means the first `n` queued are done.
+    settled: AtomicU64,
+    settled_changed: Notify,
+    stored: AtomicU64,
+    dropped: AtomicU64,
+    failed_batches: AtomicU64,
+    closing: AtomicBool,
+    close_now: Notify,
+    /// Set at shutdown: when the writer gives up on what is still queued.
+    deadline: Mutex<Option<tokio::time::Instant>>,
+    write_latency: LatencyHistogram,
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    queue: mpsc::Sender<Queued>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    query_timeout: Duration,
+}
+
+impl PostgresStore {
+    pub fn start(pool: Pool, config: &HistoryConfig, ids: Arc<Ids>) -> PostgresStore {
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let shared = Arc::new(Shared::default());
+        let writer = Writer {
+            pool: pool.clone(),
+            rx,
+            shared: shared.clone(),
+            batch: config.batch.max(1),
+            timeout: config.query_timeout,
+            ids,
+        };
+        PostgresStore {
+            pool,
+            queue,
+            shared,
+            writer: Mutex::new(Some(tokio::spawn(writer.run()))),
+            query_timeout: config.query_timeout,
+        }
+    }
+
+    /// Hands a delivered message to the writer; gives `on_stored` back if the queue is full.
+    pub fn enqueue(
+        &self,
+        message: StoredMessage,
+        on_stored: Option<OnStored>,
+    ) -> Result<(), Option<OnStored>> {
+        match self.queue.try_send(Queued { message, on_stored }) {
+            Ok(()) => {
+                self.shared.queued.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                let queued = match e {
+                    mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => q,
+                };
+                tracing::warn!(
+                    id = queued.message.id,
+                    eventid = queued.message.eventid,
+                    "history queue full: message delivered but not stored"
+                );
+                Err(queued.on_stored)
+            }
+        }
+    }
+
+    pub fn queued(&self) -> u64 {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
+    /// Waits until the first `n` queued messages are written (at most the query timeout).
+    pub async fn written_up_to(&self, n: u64) {
+        let wait = async {
+            loop {
+                let changed = self.shared.settled_changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.shared.settled.load(Ordering::Acquire) >= n {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(self.query_timeout, wait).await;
+    }
+
+    pub async fn page(
+        &self,
+        eventid: i32,
+        before: i64,
+        limit: usize,
+    ) -> Result<Page, HistoryError> {
+        match tokio::time::timeout(self.query_timeout, self.query(eventid, before, limit)).await {
+            Ok(result) => result,
+            Err(_) => Err(HistoryError(format!(
+                "no answer within {:?}",
+                self.query_timeout
+            ))),
+        }
+    }
+
+    async fn query(&self, eventid: i32, before: i64, limit: usize) -> Result<Page, HistoryError> {
+        let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
+        let client = self.pool.get().await.map_err(|e| fail(&e))?;
+        let statement = client.prepare_cached(PAGE).await.map_err(|e| fail(&e))?;
+        // One more than asked: whether it comes back says if there are older ones.
+        let fetch = limit as i64 + 1;
+        let rows = client
+            .query(&statement, &[&eventid, &before, &fetch])
+            .await
+            .map_err(|e| fail(&e))?;
+        let has_more = rows.len() > limit;
+        let mut messages = Vec::with_capacity(rows.len().min(limit));
+        for row in rows.iter().take(limit).rev() {
+            let role: &str = row.try_get(2).map_err(|e| fail(&e))?;
+            let sender_name: &str = row.try_get(3).map_err(|e| fail(&e))?;
+            messages.push(Arc::new(StoredMessage {
+                id: row.try_get(0).map_err(|e| fail(&e))?,
+                eventid,
+                userid: row.try_get(1).map_err(|e| fail(&e))?,
+                role: Role::parse(role)
+                    .ok_or_else(|| HistoryError(format!("stored role {role:?}")))?,
+                sender_name: sender_name.into(),
+                message: row.try_get(4).map_err(|e| fail(&e))?,
+                created_at: row.try_get::<_, DateTime<Utc>>(5).map_err(|e| fail(&e))?,
+            }));
+        }
+        Ok(Page { messages, has_more })
+    }
+
+    /// Tells the writer to store what is queued and stop, giving up at `deadline`; waits for it.
+    /// Returns how many messages were given up.
+    pub async fn close(&self, deadline: tokio::time::Instant) -> u64 {
+        *self
+            .shared
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.close_now.notify_one();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let before = self.shared.dropped.load(Ordering::Acquire);
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        self.shared.dropped.load(Ordering::Acquire) - before
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            queued: self
+                .shared
+                .queued
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.shared.settled.load(Ordering::Relaxed)),
+            stored: self.shared.stored.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            failed_batches: self.shared.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How long batch inserts took.
+    pub fn write_latency(&self) -> &LatencyHistogram {
+        &self.shared.write_latency
+    }
+}
+
+struct Writer {
+    pool: Pool,
+    rx: mpsc::Receiver<Queued>,
+    shared: Arc<Shared>,
+    batch: usize,
+    timeout: Duration,
+    ids: Arc<Ids>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        self.observe_stored_ids().await;
+        let mut batch = Vec::with_capacity(self.batch);
+        loop {
+            let closing = self.shared.closing.load(Ordering::Acquire);
+            if closing {
+                // Accept nothing new; store what is queued.
+                self.rx.close();
+            }
+            let n = tokio::select! {
+                n = self.rx.recv_many(&mut batch, self.batch) => n,
+                () = self.shared.close_now.notified(), if !closing => continue,
+            };
+            if n == 0 {
+                return; // closed and empty
+            }
+            let stored = self.write(&batch).await;
+            let count = batch.len() as u64;
+            if stored {
+                self.shared.stored.fetch_add(count, Ordering::Relaxed);
+            } else {
+                self.shared.dropped.fetch_add(count, Ordering::Relaxed);
+                tracing::error!(
+                    messages = count,
+                    "shutdown deadline passed: queued messages were not stored"
+                );
+            }
+            self.shared.settled.fetch_add(count, Ordering::AcqRel);
+            self.shared.settled_changed.notify_waiters();
+            for queued in batch.drain(..) {
+                if let Some(f) = queued.on_stored {
+                    f(stored);
+                }
+            }
+            if batch.capacity() > self.batch * 4 {
+                batch = Vec::with_capacity(self.batch);
+            }
+        }
+    }
+
+    /// Ids must keep increasing across restarts even if the clock was set back: start above the
+    /// largest stored one. Retried in the background until the database answers.
+    async fn observe_stored_ids(&self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let max = async {
+                let client = self.pool.get().await.map_err(|e| e.to_string())?;
+                client
+                    .query_one("SELECT max(id) FROM chatgate_message", &[])
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .try_get::<_, Option<i64>>(0)
+                    .map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(self.timeout, max).await {
+                Ok(Ok(max)) => {
+                    if let Some(id) = max {
+                        self.ids.observe(id);
+                    }
+                    return;
+                }
+                Ok(Err(e)) => {
+                    let hint = if e.contains("chatgate_message") {
+                        " (run `chatgate migrate`)"
+                    } else {
+                        ""
+                    };
+                    tracing::warn!(error = %e, "history: cannot read stored ids{hint}");
+                }
+                Err(_) => tracing::warn!("history: database did not answer"),
+            }
+            if self.shared.closing.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Inserts the batch, retrying with backoff until it is stored; `false` if the shutdown
+    /// deadline passed first.
+    async fn write(&self, batch: &[Queued]) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(self.timeout, self.insert(batch)).await;
+            self.shared.write_latency.record(started.elapsed());
+            let error = match result {
+                Ok(Ok(())) => {
+                    if backoff > Duration::from_millis(100) {
+                        tracing::info!("history: writes resumed");
+                    }
+                    return true;
+                }
+                Ok(Err(e)) => e,
+                Err(_) => format!("no answer within {:?}", self.timeout),
+            };
+            self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                error = %error,
+                messages = batch.len(),
+                retry_in_ms = backoff.as_millis() as u64,
+                "history: batch not stored; retrying"
+            );
+            let deadline = *self
+                .shared
+                .deadline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let wake = tokio::time::Instant::now() + backoff;
+            match deadline {
+                Some(d) if d <= tokio::time::Instant::now() => return false,
+                Some(d) => tokio::time::sleep_until(wake.min(d)).await,
+                None => {
+                    // A shutdown during the wait shortens it to its deadline.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => {}
+                        () = self.shared.close_now.notified() => {}
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn insert(&self, batch: &[Queued]) -> Result<(), String> {
+        let client = self.pool.get().await.map_err(|e| e.to_string())?;
+        let statement = client
+            .prepare_cached(INSERT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut eventids = Vec::with_capacity(batch.len());
+        let mut userids = Vec::with_capacity(batch.len());
+        let mut roles = Vec::with_capacity(batch.len());
+        let mut names = Vec::with_capacity(batch.len());
+        let mut texts = Vec::with_capacity(batch.len());
+        let mut times = Vec::with_capacity(batch.len());
+        for q in batch {
+            let m = &q.message;
+            ids.push(m.id);
+            eventids.push(m.eventid);
+            userids.push(m.userid);
+            roles.push(m.role.as_str());
+            names.push(&*m.sender_name);
+            texts.push(m.message.as_str());
+            times.push(m.created_at);
+        }
+        client
+            .execute(
+                &statement,
+                &[&ids, &eventids, &userids, &roles, &names, &texts, &times],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -55,13 +55,12 @@ impl Ids {
         ((slot << NODE_BITS) | self.node) as i64
     }
 
-    /// The largest id this node has made (or could have made in the current slot), for "everything
-    /// up to here": `0` before the first.
+    /// An id above every id made so far (on any node whose clock agrees) and below every id this
+    /// node makes later: "everything up to now". Moves the counter to the current millisecond so
+    /// that no later id can fall below it.
     pub fn high_water(&self) -> i64 {
-        let last = self.last.load(Ordering::Acquire);
-        if last == 0 {
-            return 0;
-        }
+        let now = Self::now_slot();
+        let last = self.last.fetch_max(now, Ordering::AcqRel).max(now);
         ((last << NODE_BITS) | (u64::from(MAX_NODES) - 1)) as i64
     }
 
@@ -86,7 +85,9 @@ mod tests {
             assert!(id > prev, "{id} after {prev}");
             assert!(id < 1 << 53, "{id} is not exact in a JavaScript number");
             assert_eq!(id & 0xf, 5);
-            assert!(id <= ids.high_water());
+            let hw = ids.high_water();
+            assert!(id <= hw);
+            assert!(ids.next() > hw, "ids after the high water are above it");
             prev = id;
         }
     }

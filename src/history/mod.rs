@@ -254,9 +254,4 @@ impl History {
             _ => None,
         }
     }
-
-    /// The largest id this node gave (0 before the first).
-    pub fn high_water(&self) -> i64 {
-        self.ids.high_water()
-    }
 }

@@ -298,6 +298,29 @@ const scenarios = {
     a.close();
     b.close();
   },
+
+  // History: a reconnecting tutee gets the chat so far after chat-joined, and pages back with
+  // load-history (the server's page size is 2 in this scenario's test).
+  async history() {
+    const tutor = await client();
+    await join(tutor, 101, 1, "tutor");
+    const first = next(tutor, "chat-history");
+    equal(await first, [{ eventid: 101, messages: [], has_more: false }], "a new chat's history");
+    const sent = [];
+    for (const text of ["one", "two", "three"]) {
+      const [m] = await ask(tutor, "send-message", { message: text });
+      sent.push(m);
+    }
+    if (!(sent[0].id < sent[1].id && sent[1].id < sent[2].id)) fail(`ids ${sent.map((m) => m.id)}`);
+    const tutee = await client();
+    const history = next(tutee, "chat-history");
+    await join(tutee, 101, 2, "tutee");
+    equal(await history, [{ eventid: 101, messages: sent.slice(1), has_more: true }], "the newest page after chat-joined");
+    const [older] = await ask(tutee, "load-history", { eventid: 101, before_id: sent[1].id, limit: 5 });
+    equal(older, { eventid: 101, messages: sent.slice(0, 1), has_more: false }, "the page before");
+    tutor.close();
+    tutee.close();
+  },
 };
 
 const main = scenarios[scenario];

@@ -42,6 +42,8 @@ tutee.client.connect(url, transports=["websocket"], wait_timeout=5)
 joined = tutor.client.call("join-chat", {"eventid": 101, "userid": 1, "role": "tutor"}, timeout=5)
 if joined != {"eventid": 101, "member_count": 1, "role": "tutor"}:
     fail(f"tutor join ack {joined!r}")
+if tutor.wait("chat-history") != {"eventid": 101, "messages": [], "has_more": False}:
+    fail("chat-history after the join")
 tutee.client.emit("join-chat", {"eventid": 101, "userid": 2, "role": "tutee"})
 if tutee.wait("chat-joined")["member_count"] != 2:
     fail("tutee member_count")
@@ -54,6 +56,8 @@ if got["message"] != "Bonjour 👋" or got["sender_name"] != "Alan Turing" or go
     fail(f"receive-message {got!r}")
 if tutee.wait("receive-message") != got:
     fail("the sender's copy differs")
+if not isinstance(got.get("id"), int) or got["id"] <= 0:
+    fail(f"receive-message id {got!r}")
 
 tutor.client.emit("typing", {"is_typing": True})
 if tutee.wait("user-typing") != {"userid": 1, "role": "tutor", "is_typing": True}:
@@ -67,4 +71,10 @@ tutee.client.disconnect()
 if tutor.wait("user-left-chat") != {"userid": 2, "role": "tutee", "member_count": 1}:
     fail("user-left-chat on disconnect")
 tutor.client.disconnect()
+late = Peer()
+late.client.connect(url, transports=["websocket"], wait_timeout=5)
+late.client.emit("join-chat", {"eventid": 101, "userid": 1, "role": "tutor"})
+if late.wait("chat-history") != {"eventid": 101, "messages": [got], "has_more": False}:
+    fail("a later visit's chat-history")
+late.client.disconnect()
 print("ok")

@@ -2,6 +2,7 @@
 //! engine-level tests talk to, and runners for the real JavaScript and Python clients.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod binary;
 pub mod db;
 pub mod echo_app;
 pub mod proxy;

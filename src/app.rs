@@ -26,6 +26,8 @@ pub enum StartError {
     MissingJwtSecret,
     Directory(DirectoryError),
     Listen(std::net::SocketAddr, std::io::Error),
+    /// The history writer's thread could not start.
+    History(std::io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -37,6 +39,7 @@ impl std::fmt::Display for StartError {
             ),
             StartError::Directory(e) => write!(f, "{e}"),
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::History(e) => write!(f, "cannot start the history writer: {e}"),
         }
     }
 }
@@ -93,9 +96,9 @@ pub fn directory(args: &ServeArgs) -> Result<Arc<dyn Directory>, StartError> {
     }
 }
 
-/// The message history the settings ask for: in PostgreSQL with a database (its own small pool,
-/// so history reads and writes never take the connections joins need), in memory with the demo
-/// directory, or none. Call inside the runtime (the PostgreSQL writer is a task).
+/// The message history the settings ask for: in PostgreSQL with a database (its own pools, so
+/// history reads and writes never take the connections joins need), in memory with the demo
+/// directory, or none.
 pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
     let config = HistoryConfig {
         page: args.history_page.max(1),
@@ -110,13 +113,11 @@ pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
         (Switch::Off, _) => History::off(config),
         (Switch::On, None) => History::memory(config),
         (Switch::On, Some(url)) => {
-            let pool = crate::directory::postgres::pool(
-                url,
-                4,
-                Duration::from_millis(args.db_connect_timeout_ms),
-            )
-            .map_err(StartError::Directory)?;
-            History::postgres(config, pool)
+            let timeout = Duration::from_millis(args.db_connect_timeout_ms);
+            let pool = |size| {
+                crate::directory::postgres::pool(url, size, timeout).map_err(StartError::Directory)
+            };
+            History::postgres(config, pool(4)?, pool(1)?).map_err(StartError::History)?
         }
     }))
 }

@@ -145,11 +145,16 @@ impl History {
         History::with_store(config, ids, store)
     }
 
-    /// History in PostgreSQL, written by a task spawned here (call inside the runtime).
-    pub fn postgres(config: HistoryConfig, pool: deadpool_postgres::Pool) -> History {
+    /// History in PostgreSQL: pages read through `read_pool`, messages written by a thread started
+    /// here, through `write_pool`.
+    pub fn postgres(
+        config: HistoryConfig,
+        read_pool: deadpool_postgres::Pool,
+        write_pool: deadpool_postgres::Pool,
+    ) -> std::io::Result<History> {
         let ids = Arc::new(Ids::new(config.node_id));
-        let store = Store::Postgres(PostgresStore::start(pool, &config, ids.clone()));
-        History::with_store(config, ids, store)
+        let store = PostgresStore::start(read_pool, write_pool, &config, ids.clone())?;
+        Ok(History::with_store(config, ids, Store::Postgres(store)))
     }
 
     pub fn config(&self) -> &HistoryConfig {

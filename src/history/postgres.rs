@@ -63,33 +63,61 @@ struct Shared {
     write_latency: LatencyHistogram,
 }
 
+/// At most one "queue full" warning per 10 s.
+const WARN_EVERY: crate::rate::RateLimit = crate::rate::RateLimit {
+    per_second: 0.1,
+    burst: 1.0,
+};
+
 pub struct PostgresStore {
     pool: Pool,
+    warned: Mutex<crate::rate::Bucket>,
     queue: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Completes when the writer thread is done.
+    writer: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     query_timeout: Duration,
 }
 
 impl PostgresStore {
-    pub fn start(pool: Pool, config: &HistoryConfig, ids: Arc<Ids>) -> PostgresStore {
+    /// Starts the writer on a thread of its own with its own connection (`write_pool`): on a busy
+    /// server's runtime it would wait behind every connection's task at each step of a batch, and
+    /// with more than one core it writes in parallel with the delivery work. `read_pool` serves
+    /// history pages on the caller's runtime.
+    pub fn start(
+        read_pool: Pool,
+        write_pool: Pool,
+        config: &HistoryConfig,
+        ids: Arc<Ids>,
+    ) -> std::io::Result<PostgresStore> {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let shared = Arc::new(Shared::default());
         let writer = Writer {
-            pool: pool.clone(),
+            pool: write_pool,
             rx,
             shared: shared.clone(),
             batch: config.batch.max(1),
             timeout: config.query_timeout,
             ids,
         };
-        PostgresStore {
-            pool,
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("chatgate-history".into())
+            .spawn(move || {
+                runtime.block_on(writer.run());
+                let _ = done.send(());
+            })?;
+        Ok(PostgresStore {
+            pool: read_pool,
+            warned: Mutex::default(),
             queue,
             shared,
-            writer: Mutex::new(Some(tokio::spawn(writer.run()))),
+            writer: Mutex::new(Some(finished)),
             query_timeout: config.query_timeout,
-        }
+        })
     }
 
     /// Hands a delivered message to the writer; gives `on_stored` back if the queue is full.
@@ -104,15 +132,24 @@ impl PostgresStore {
                 Ok(())
             }
             Err(e) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 let queued = match e {
                     mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => q,
                 };
-                tracing::warn!(
-                    id = queued.message.id,
-                    eventid = queued.message.eventid,
-                    "history queue full: message delivered but not stored"
-                );
+                // One line per burst, not one per message: a flood of log lines is the last thing
+                // an overloaded server needs.
+                let warn = self
+                    .warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .allow(WARN_EVERY, tokio::time::Instant::now());
+                if warn {
+                    tracing::warn!(
+                        dropped_so_far = dropped,
+                        eventid = queued.message.eventid,
+                        "history queue full: messages delivered but not stored"
+                    );
+                }
                 Err(queued.on_stored)
             }
         }
@@ -185,6 +222,7 @@ impl PostgresStore {
     /// Tells the writer to store what is queued and stop, giving up at `deadline`; waits for it.
     /// Returns how many messages were given up.
     pub async fn close(&self, deadline: tokio::time::Instant) -> u64 {
+        let before = self.shared.dropped.load(Ordering::Acquire);
         *self
             .shared
             .deadline
@@ -192,10 +230,9 @@ impl PostgresStore {
             .unwrap_or_else(|p| p.into_inner()) = Some(deadline);
         self.shared.closing.store(true, Ordering::Release);
         self.shared.close_now.notify_one();
-        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let before = self.shared.dropped.load(Ordering::Acquire);
-        if let Some(handle) = handle {
-            let _ = handle.await;
+        let finished = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(finished) = finished {
+            let _ = finished.await;
         }
         self.shared.dropped.load(Ordering::Acquire) - before
     }
@@ -356,34 +393,90 @@ impl Writer {
 
     async fn insert(&self, batch: &[Queued]) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
-        let statement = client
-            .prepare_cached(INSERT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut ids = Vec::with_capacity(batch.len());
-        let mut eventids = Vec::with_capacity(batch.len());
-        let mut userids = Vec::with_capacity(batch.len());
-        let mut roles = Vec::with_capacity(batch.len());
-        let mut names = Vec::with_capacity(batch.len());
-        let mut texts = Vec::with_capacity(batch.len());
-        let mut times = Vec::with_capacity(batch.len());
-        for q in batch {
-            let m = &q.message;
-            ids.push(m.id);
-            eventids.push(m.eventid);
-            userids.push(m.userid);
-            roles.push(m.role.as_str());
-            names.push(&*m.sender_name);
-            texts.push(m.message.as_str());
-            times.push(m.created_at);
+        match copy(&client, batch).await {
+            Ok(()) => Ok(()),
+            // A retry of a batch whose commit went through but whose answer was lost: COPY cannot
+            // skip rows that exist, the slower INSERT can.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                insert_new(&client, batch).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
         }
-        client
-            .execute(
-                &statement,
-                &[&ids, &eventids, &userids, &roles, &names, &texts, &times],
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
+}
+
+const COPY: &str = "COPY chatgate_message \
+     (id, eventid, userid, role, sender_name, message, created_at) FROM STDIN BINARY";
+
+/// The fast path: binary COPY, which PostgreSQL ingests with the least work per row.
+async fn copy(
+    client: &deadpool_postgres::Client,
+    batch: &[Queued],
+) -> Result<(), tokio_postgres::Error> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = client.copy_in(COPY).await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT8,
+            Type::INT4,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+        ],
+    );
+    tokio::pin!(writer);
+    for q in batch {
+        let m = &q.message;
+        let role = m.role.as_str();
+        let name: &str = &m.sender_name;
+        writer
+            .as_mut()
+            .write(&[
+                &m.id,
+                &m.eventid,
+                &m.userid,
+                &role,
+                &name,
+                &m.message,
+                &m.created_at,
+            ])
+            .await?;
+    }
+    writer.as_mut().finish().await.map(|_| ())
+}
+
+/// The idempotent path: inserts the rows that are not stored yet.
+async fn insert_new(
+    client: &deadpool_postgres::Client,
+    batch: &[Queued],
+) -> Result<(), tokio_postgres::Error> {
+    let statement = client.prepare_cached(INSERT).await?;
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut eventids = Vec::with_capacity(batch.len());
+    let mut userids = Vec::with_capacity(batch.len());
+    let mut roles = Vec::with_capacity(batch.len());
+    let mut names = Vec::with_capacity(batch.len());
+    let mut texts = Vec::with_capacity(batch.len());
+    let mut times = Vec::with_capacity(batch.len());
+    for q in batch {
+        let m = &q.message;
+        ids.push(m.id);
+        eventids.push(m.eventid);
+        userids.push(m.userid);
+        roles.push(m.role.as_str());
+        names.push(&*m.sender_name);
+        texts.push(m.message.as_str());
+        times.push(m.created_at);
+    }
+    client
+        .execute(
+            &statement,
+            &[&ids, &eventids, &userids, &roles, &names, &texts, &times],
+        )
+        .await
+        .map(|_| ())
 }

@@ -106,6 +106,7 @@ pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
         memory_per_chat: args.history_memory_per_chat,
         queue: args.history_queue,
         batch: args.history_batch,
+        linger: Duration::from_millis(args.history_linger_ms),
         query_timeout: Duration::from_millis(args.db_query_timeout_ms),
         node_id: args.node_id,
     };

@@ -215,6 +215,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_HISTORY_BATCH", default_value_t = 1024)]
     pub history_batch: usize,
 
+    /// Milliseconds the history writer lets a batch gather more messages before writing it (one
+    /// commit for all; only send-message acks and a join's history wait for it). 0: write at once.
+    #[arg(long, env = "CHATGATE_HISTORY_LINGER_MS", default_value_t = 5)]
+    pub history_linger_ms: u64,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]

@@ -38,6 +38,8 @@ pub struct HistoryConfig {
     pub queue: usize,
     /// Most rows the writer inserts with one statement.
     pub batch: usize,
+    /// How long the writer lets a batch that is not full gather more messages (group commit).
+    pub linger: Duration,
     /// How long a history query, or one batch insert, may take.
     pub query_timeout: Duration,
     /// This node's number in ids (0-15).
@@ -52,6 +54,7 @@ impl Default for HistoryConfig {
             memory_per_chat: 1000,
             queue: 65_536,
             batch: 1024,
+            linger: Duration::from_millis(5),
             query_timeout: Duration::from_secs(2),
             node_id: 0,
         }

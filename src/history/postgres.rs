@@ -97,6 +97,7 @@ impl PostgresStore {
             rx,
             shared: shared.clone(),
             batch: config.batch.max(1),
+            linger: config.linger,
             timeout: config.query_timeout,
             ids,
         };
@@ -261,6 +262,8 @@ struct Writer {
     rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
     batch: usize,
+    /// How long a batch that is not full waits for more messages.
+    linger: Duration,
     timeout: Duration,
     ids: Arc<Ids>,
 }
@@ -281,6 +284,20 @@ impl Writer {
             };
             if n == 0 {
                 return; // closed and empty
+            }
+            if batch.len() < self.batch && !closing && !self.linger.is_zero() {
+                // Group commit: let a few more messages arrive (no wake-up per message, one commit
+                // for all of them); only acks and a join's history wait for this.
+                tokio::select! {
+                    () = tokio::time::sleep(self.linger) => {}
+                    () = self.shared.close_now.notified() => {}
+                }
+                while batch.len() < self.batch {
+                    match self.rx.try_recv() {
+                        Ok(queued) => batch.push(queued),
+                        Err(_) => break,
+                    }
+                }
             }
             let stored = self.write(&batch).await;
             let count = batch.len() as u64;
@@ -393,6 +410,9 @@ impl Writer {
 
     async fn insert(&self, batch: &[Queued]) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
+        if batch.len() < COPY_FROM {
+            return insert_new(&client, batch).await.map_err(|e| e.to_string());
+        }
         match copy(&client, batch).await {
             Ok(()) => Ok(()),
             // A retry of a batch whose commit went through but whose answer was lost: COPY cannot
@@ -404,6 +424,10 @@ impl Writer {
         }
     }
 }
+
+/// Batches of at least this many rows go by COPY (cheaper per row, one more round trip); smaller
+/// ones by one prepared INSERT.
+const COPY_FROM: usize = 64;
 
 const COPY: &str = "COPY chatgate_message \
      (id, eventid, userid, role, sender_name, message, created_at) FROM STDIN BINARY";

@@ -108,4 +108,30 @@ mod tests {
         assert_eq!(FailedToSend.message(), "Failed to send message");
         assert_eq!(FailedToLeave.message(), "Failed to leave chat");
     }
+
+    #[test]
+    fn metric_labels_name_each_kind() {
+        let all = [
+            MissingIds,
+            EventNotFound,
+            Unauthorized,
+            NotInRoom,
+            EventIdMismatch,
+            EmptyMessage,
+            MessageNotText,
+            MessageTooLong { max: 5 },
+            BadTyping,
+            FailedToJoin,
+            FailedToSend,
+            FailedToLeave,
+            RateLimited,
+            HistoryUnavailable,
+            BadHistoryRequest,
+        ];
+        assert_eq!(all.len(), crate::chat::metrics::ERROR_KINDS.len());
+        for e in all {
+            let label = crate::chat::metrics::ERROR_KINDS[e.kind()];
+            assert!(e.message().starts_with(label), "{label} for {e}");
+        }
+    }
 }

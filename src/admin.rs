@@ -12,6 +12,7 @@ use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
 
 use crate::chat::metrics::METRICS;
+use crate::cluster::Cluster;
 use crate::directory::{Directory, LatencyHistogram, LATENCY_BUCKETS_MS};
 use crate::engine::Engine;
 use crate::history::History;
@@ -22,6 +23,7 @@ use crate::socketio::SocketIo;
 pub struct Admin {
     directory: Arc<dyn Directory>,
     history: Arc<History>,
+    cluster: Option<Arc<Cluster>>,
     shutting_down: Arc<AtomicBool>,
     engine: Arc<Engine<SocketIo>>,
 }
@@ -42,12 +44,14 @@ impl Admin {
     pub fn new(
         directory: Arc<dyn Directory>,
         history: Arc<History>,
+        cluster: Option<Arc<Cluster>>,
         shutting_down: Arc<AtomicBool>,
         engine: Arc<Engine<SocketIo>>,
     ) -> Admin {
         Admin {
             directory,
             history,
+            cluster,
             shutting_down,
             engine,
         }
@@ -164,6 +168,28 @@ impl Admin {
                 &[(String::new(), writer.failed_batches as f64)],
             );
         }
+        if let Some(cluster) = &self.cluster {
+            use std::sync::atomic::Ordering::Relaxed;
+            let st = &cluster.stats;
+            family(
+                "chatgate_cluster_link_up",
+                "gauge",
+                "1 while both Redis connections (publisher, subscriber) are up.",
+                &[(String::new(), f64::from(u8::from(cluster.link_up())))],
+            );
+            family(
+                "chatgate_cluster_broadcasts_total",
+                "counter",
+                "Broadcasts over Redis: published, not published (Redis away or queue full), received and delivered here, skipped (no member here), malformed.",
+                &[
+                    (label("outcome", "published"), st.published.load(Relaxed) as f64),
+                    (label("outcome", "dropped"), st.publish_dropped.load(Relaxed) as f64),
+                    (label("outcome", "received"), st.received.load(Relaxed) as f64),
+                    (label("outcome", "skipped"), st.skipped.load(Relaxed) as f64),
+                    (label("outcome", "malformed"), st.malformed.load(Relaxed) as f64),
+                ],
+            );
+        }
         if let Some(latency) = self.directory.latency() {
             histogram(
                 &mut out,
@@ -200,7 +226,15 @@ impl Endpoint for Admin {
                             "shutting down\n",
                         )
                     } else if self.directory.ready().await {
-                        http::response(StatusCode::OK, "text/plain", "ready\n")
+                        // A lost cluster link does not take the node out of rotation (every node
+                        // loses it together when Redis goes away; local chats still work), but
+                        // it is said here and in /metrics.
+                        let body = match &self.cluster {
+                            Some(c) if c.link_up() => "ready\ncluster: up\n",
+                            Some(_) => "ready\ncluster: down\n",
+                            None => "ready\n",
+                        };
+                        http::response(StatusCode::OK, "text/plain", body)
                     } else {
                         http::response(
                             StatusCode::SERVICE_UNAVAILABLE,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::admin::Admin;
 use crate::auth::{AuthMode, JwtVerifier};
 use crate::chat::{Chat, ChatConfig};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::{AuthArg, ServeArgs, ShutdownNotice, Switch};
 use crate::demo::DemoPage;
 use crate::directory::demo::DemoDirectory;
@@ -28,6 +29,7 @@ pub enum StartError {
     Listen(std::net::SocketAddr, std::io::Error),
     /// The history writer's thread could not start.
     History(std::io::Error),
+    Cluster(ClusterError),
 }
 
 impl std::fmt::Display for StartError {
@@ -40,6 +42,7 @@ impl std::fmt::Display for StartError {
             StartError::Directory(e) => write!(f, "{e}"),
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::History(e) => write!(f, "cannot start the history writer: {e}"),
+            StartError::Cluster(e) => write!(f, "{e}"),
         }
     }
 }
@@ -177,16 +180,32 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         max_payload: args.max_payload,
         ..chatgate_codec::Limits::DEFAULT
     };
+    let cluster = match &args.cluster {
+        None => None,
+        Some(url) => Some(
+            Cluster::new(ClusterConfig {
+                url: url.clone(),
+                prefix: args.cluster_prefix.clone(),
+                liveness: Duration::from_millis(args.cluster_liveness_ms.max(300)),
+            })
+            .map_err(StartError::Cluster)?,
+        ),
+    };
     let socketio = SocketIo::new(SocketIoConfig {
         limits,
         ..SocketIoConfig::default()
     })
+    .with_cluster(cluster.clone())
     .namespace("/", chat);
+    if let (Some(cluster), Some(nsp)) = (&cluster, socketio.get("/")) {
+        cluster.start(nsp.clone());
+    }
     let path = config.path.clone();
     let engine = Engine::new(config, socketio);
     let admin = Arc::new(Admin::new(
         directory_for_admin,
         history.clone(),
+        cluster,
         shutting_down.clone(),
         engine.clone(),
     ));

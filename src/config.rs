@@ -220,6 +220,19 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_HISTORY_LINGER_MS", default_value_t = 5)]
     pub history_linger_ms: u64,
 
+    /// Cluster mode: a Redis URL (`redis://host:port`). Nodes sharing it serve the same chats, and
+    /// speak the protocol of `@socket.io/redis-adapter` 8.x (classic mode).
+    #[arg(long, env = "CHATGATE_CLUSTER")]
+    pub cluster: Option<String>,
+
+    /// Prefix of the cluster's Redis channels and keys (the Node adapter's `key` option).
+    #[arg(long, env = "CHATGATE_CLUSTER_PREFIX", default_value = "socket.io")]
+    pub cluster_prefix: String,
+
+    /// Milliseconds after which a silent node counts as dead and its members leave the counts.
+    #[arg(long, env = "CHATGATE_CLUSTER_LIVENESS_MS", default_value_t = 10_000)]
+    pub cluster_liveness_ms: u64,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]

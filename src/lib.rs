@@ -28,6 +28,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod directory;

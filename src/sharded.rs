@@ -81,6 +81,20 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.len() == 0
     }
 
+    /// Clones out every entry (shard by shard), for rare whole-table work.
+    pub fn entries_cloned(&self) -> Vec<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let shard = s.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(shard.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out
+    }
+
     /// Clones out every value (shard by shard), for rare whole-table work such as shutdown.
     pub fn values_cloned(&self) -> Vec<V>
     where

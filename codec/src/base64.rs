@@ -97,7 +97,7 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
         body = &body[..body.len() - 1];
         padding += 1;
     }
-    if padding > 0 && input.len() % 4 != 0 {
+    if padding > 0 && !input.len().is_multiple_of(4) {
         return Err(Base64Error::MisplacedPadding);
     }
     if body.len() % 4 == 1 {

@@ -119,7 +119,7 @@ impl Target {
     /// Client `n` joins room `n / 2`: even clients as tutor, odd as tutee.
     async fn join(&self, conn: &mut Conn, n: u32) -> std::io::Result<()> {
         let eventid = self.base + n / 2;
-        let (userid, role) = if n % 2 == 0 {
+        let (userid, role) = if n.is_multiple_of(2) {
             (2 * eventid - 1, "tutor")
         } else {
             (2 * eventid, "tutee")

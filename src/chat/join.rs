@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::payload::{self, Fields};
 use super::state::{room_name, Membership};
-use super::{broadcast, chat_state, leave, refuse, reply, Chat, ChatError, Encoded};
+use super::{broadcast, chat_state, leave, member_count, refuse, reply, Chat, ChatError, Encoded};
 use crate::auth::AuthMode;
 use crate::directory::{Role, Seat};
 use crate::engine::Dispatch;
@@ -77,16 +77,16 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
             .await;
         match seat {
             Ok(Seat::Granted { name }) => {
-                let eventid = request.eventid;
-                if let Some(cursor) = enter(&history, &socket, request, name, ack) {
+                if let Some(entered) = enter(&history, &socket, &request, name) {
+                    announce(&socket, &request, &entered, ack).await;
                     let page = history.config().page;
                     super::history::send_page(
                         &history,
                         &socket,
-                        eventid,
-                        cursor.before,
+                        request.eventid,
+                        entered.cursor.before,
                         page,
-                        Some(cursor),
+                        Some(entered.cursor),
                         None,
                     )
                     .await;
@@ -102,62 +102,85 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
     }))
 }
 
-/// Puts an authorized socket into the event's room; returns where its history ends (`None` if it
-/// disconnected meanwhile).
+/// What a join changed, to be announced once the member counts are known.
+struct Entered {
+    room: String,
+    /// Members of the room here after the join.
+    count: usize,
+    /// Joining the chat it is already in: confirm, announce nothing.
+    again: bool,
+    /// The chat it left to join this one, and the members left there.
+    left: Option<(usize, Arc<Membership>)>,
+    cursor: Cursor,
+}
+
+/// Puts an authorized socket into the event's room (`None` if it disconnected meanwhile).
 fn enter(
     history: &History,
     socket: &Arc<Socket>,
-    request: Request,
+    request: &Request,
     name: String,
-    ack: Option<u64>,
-) -> Option<Cursor> {
+) -> Option<Entered> {
     let state = chat_state(socket);
     let room = room_name(request.eventid);
-    let (count, left, cursor) = {
-        let mut inner = state.lock();
-        if inner.gone {
-            return None;
-        }
-        let same = inner.membership.as_ref().is_some_and(|m| {
-            m.eventid == request.eventid && m.userid == request.userid && m.role == request.role
-        });
-        if same {
-            // Joining the chat it is already in: confirm, announce nothing.
-            drop(inner);
-            let joined = ChatJoined {
-                eventid: request.eventid,
-                member_count: socket.room_size(&room),
-                role: request.role.as_str(),
-            };
-            reply(socket, ack, "chat-joined", &Encoded::new(&joined));
-            let ((), cursor) = history.join(request.eventid, || ());
-            return Some(cursor);
-        }
-        // A socket is in at most one chat: leave the current one first.
-        let left = inner
-            .membership
-            .take()
-            .map(|old| (socket.leave(&old.room), old));
-        // Under the chat's order lock: history up to the cursor, live messages after it.
-        let (count, cursor) = history.join(request.eventid, || socket.join(&room));
-        inner.membership = Some(Arc::new(Membership {
-            eventid: request.eventid,
-            userid: request.userid,
-            role: request.role,
-            name: name.into(),
-            room: room.clone(),
-        }));
-        (count, left, cursor)
-    };
-    if let Some((remaining, old)) = left {
-        leave::announce_left(socket, &old, remaining);
+    let mut inner = state.lock();
+    if inner.gone {
+        return None;
     }
+    let again = inner.membership.as_ref().is_some_and(|m| {
+        m.eventid == request.eventid && m.userid == request.userid && m.role == request.role
+    });
+    if again {
+        drop(inner);
+        let (count, cursor) = history.join(request.eventid, || socket.room_size(&room));
+        return Some(Entered {
+            room,
+            count,
+            again,
+            left: None,
+            cursor,
+        });
+    }
+    // A socket is in at most one chat: leave the current one first.
+    let left = inner
+        .membership
+        .take()
+        .map(|old| (socket.leave(&old.room), old));
+    // Under the chat's order lock: history up to the cursor, live messages after it.
+    let (count, cursor) = history.join(request.eventid, || socket.join(&room));
+    inner.membership = Some(Arc::new(Membership {
+        eventid: request.eventid,
+        userid: request.userid,
+        role: request.role,
+        name: name.into(),
+        room: room.clone(),
+    }));
+    Some(Entered {
+        room,
+        count,
+        again,
+        left,
+        cursor,
+    })
+}
+
+/// Tells the joiner (`chat-joined`) and the room (`user-joined-chat`), with member counts that are
+/// cluster-wide in cluster mode.
+async fn announce(socket: &Arc<Socket>, request: &Request, entered: &Entered, ack: Option<u64>) {
+    if let Some((remaining, old)) = &entered.left {
+        leave::announce_left(socket, old, *remaining).await;
+    }
+    let delta = if entered.again { 0 } else { 1 };
+    let count = member_count(socket, &entered.room, delta, entered.count).await;
     let joined = ChatJoined {
         eventid: request.eventid,
         member_count: count,
         role: request.role.as_str(),
     };
     reply(socket, ack, "chat-joined", &Encoded::new(&joined));
+    if entered.again {
+        return;
+    }
     let announce = UserJoined {
         userid: request.userid,
         role: request.role.as_str(),
@@ -165,10 +188,9 @@ fn enter(
     };
     broadcast(
         socket,
-        &room,
+        &entered.room,
         "user-joined-chat",
         &Encoded::new(&announce),
         false,
     );
-    Some(cursor)
 }

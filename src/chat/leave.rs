@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use super::payload;
 use super::state::Membership;
-use super::{broadcast, chat_state, refuse, reply, ChatError, Encoded};
+use super::{broadcast, chat_state, member_count, refuse, reply, ChatError, Encoded};
 use crate::engine::Dispatch;
 use crate::socketio::Socket;
 
@@ -53,16 +53,32 @@ pub fn leave(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Disp
             eventid: old.eventid,
         }),
     );
-    announce_left(socket, &old, remaining);
+    announce_left_soon(socket, old, remaining);
     Dispatch::Done
 }
 
-/// Tells the rest of `old`'s room that this socket left.
-pub fn announce_left(socket: &Socket, old: &Membership, remaining: usize) {
+/// Tells the rest of `old`'s room that this socket left; in cluster mode once the cluster-wide
+/// count is known, from a task of its own.
+fn announce_left_soon(socket: &Arc<Socket>, old: Arc<Membership>, remaining: usize) {
+    if socket.cluster().is_none() {
+        send_left(socket, &old, remaining);
+        return;
+    }
+    let socket = socket.clone();
+    tokio::spawn(async move { announce_left(&socket, &old, remaining).await });
+}
+
+/// Tells the rest of `old`'s room that this socket left (`remaining` members here).
+pub async fn announce_left(socket: &Arc<Socket>, old: &Membership, remaining: usize) {
+    let count = member_count(socket, &old.room, -1, remaining).await;
+    send_left(socket, old, count);
+}
+
+fn send_left(socket: &Socket, old: &Membership, count: usize) {
     let payload = UserLeft {
         userid: old.userid,
         role: old.role.as_str(),
-        member_count: remaining,
+        member_count: count,
     };
     broadcast(
         socket,
@@ -85,6 +101,6 @@ pub fn on_disconnect(socket: &Arc<Socket>) {
             .map(|old| (socket.leave(&old.room), old))
     };
     if let Some((remaining, old)) = left {
-        announce_left(socket, &old, remaining);
+        announce_left_soon(socket, old, remaining);
     }
 }

@@ -138,6 +138,20 @@ pub(crate) fn broadcast(
     metrics::METRICS.event_out(event, delivered);
 }
 
+/// The member count of `room` after this node changed it by `delta` (`local` members here): across
+/// the cluster in cluster mode (one Redis round trip), else `local`.
+pub(crate) async fn member_count(socket: &Socket, room: &str, delta: i64, local: usize) -> usize {
+    match socket.cluster() {
+        Some(cluster) => {
+            cluster
+                .counts
+                .changed(socket.nsp(), room, delta, local)
+                .await
+        }
+        None => local,
+    }
+}
+
 /// Answers the client's acknowledgement request, if any, with `payload`.
 pub(crate) fn answer(socket: &Socket, ack: Option<u64>, payload: &Encoded) {
     if let Some(id) = ack {

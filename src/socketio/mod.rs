@@ -22,6 +22,7 @@ use chatgate_codec::socket::{Kind, Packet};
 use chatgate_codec::{ByteStr, Limits};
 use serde_json::value::RawValue;
 
+use crate::cluster::Cluster;
 use crate::engine::{self, CloseReason, Dispatch, Session};
 pub use client::Client;
 pub use rooms::Rooms;
@@ -112,6 +113,8 @@ pub struct NamespaceEntry {
     pub name: ByteStr,
     pub handler: Arc<dyn Namespace>,
     pub rooms: Rooms,
+    /// In cluster mode, where broadcasts are also published.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Socket.IO settings.
@@ -137,6 +140,7 @@ impl Default for SocketIoConfig {
 pub struct SocketIo {
     config: SocketIoConfig,
     namespaces: HashMap<ByteStr, Arc<NamespaceEntry>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl SocketIo {
@@ -144,7 +148,14 @@ impl SocketIo {
         SocketIo {
             config,
             namespaces: HashMap::new(),
+            cluster: None,
         }
+    }
+
+    /// Joins a cluster: namespaces registered after this publish their broadcasts through it.
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> SocketIo {
+        self.cluster = cluster;
+        self
     }
 
     /// Registers `handler` for the namespace `name` (for example `/`).
@@ -156,6 +167,7 @@ impl SocketIo {
                 name,
                 handler,
                 rooms: Rooms::default(),
+                cluster: self.cluster.clone(),
             }),
         );
         self

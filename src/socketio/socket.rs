@@ -236,14 +236,26 @@ impl Socket {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Queues `item` to every member of `room` but this socket.
+    /// Queues `item` to every member of `room` but this socket (in cluster mode, on every node).
     pub fn broadcast_others(&self, room: &str, item: &Outgoing) -> usize {
+        if let Some(cluster) = &self.namespace.cluster {
+            cluster.publish(&self.namespace.name, room, item, Some(self.id()));
+        }
         self.namespace.rooms.broadcast(room, Some(self), item)
     }
 
-    /// Queues `item` to every member of `room`, this socket included if it is a member.
+    /// Queues `item` to every member of `room`, this socket included if it is a member (in cluster
+    /// mode, on every node).
     pub fn broadcast_all(&self, room: &str, item: &Outgoing) -> usize {
+        if let Some(cluster) = &self.namespace.cluster {
+            cluster.publish(&self.namespace.name, room, item, None);
+        }
         self.namespace.rooms.broadcast(room, None, item)
+    }
+
+    /// The cluster this socket's namespace publishes to, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.namespace.cluster.as_ref()
     }
 
     /// The number of members of `room` in this namespace.

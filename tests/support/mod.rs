@@ -7,6 +7,7 @@ pub mod db;
 pub mod echo_app;
 pub mod proxy;
 pub mod raw;
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,339 @@
+//! Cluster mode (`--cluster redis://...`): several chatgate nodes, and Node.js socket.io servers
+//! with `@socket.io/redis-adapter` 8.x, serving one set of chats through Redis pub/sub.
+//!
+//! - `wire.rs`: the adapter's message format (msgpack, as `notepack.io` writes it).
+//! - `counts.rs`: cluster-wide member counts, one Redis hash per room with a count per node and a
+//!   liveness key per node, updated by a Lua script.
+//! - here: the link to Redis: one publisher connection (multiplexed, pipelining what has queued up)
+//!   and one subscriber connection per node, both reconnecting by themselves.
+//!
+//! A broadcast is delivered to the local members of its room by the node that makes it (the frame
+//! built once), and published once to Redis; other nodes deliver it to their own members. Pub/sub is
+//! at-most-once: what is published while Redis is away is lost (see docs/CLUSTER.md).
+
+pub mod counts;
+pub mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chatgate_codec::socket::{Kind, Packet};
+use chatgate_codec::ByteStr;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::engine::Outgoing;
+use crate::socketio::{packet_item, NamespaceEntry};
+
+/// Cluster settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Channel and key prefix, `socket.io` as in the Node adapter.
+    pub prefix: String,
+    /// A node whose liveness key is older than this is taken for dead (its members leave the
+    /// counts).
+    pub liveness: Duration,
+}
+
+/// Why cluster mode could not start.
+#[derive(Debug)]
+pub struct ClusterError(pub String);
+
+impl std::fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cluster: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub published: AtomicU64,
+    /// Broadcasts not published: Redis was away or the publish queue was full.
+    pub publish_dropped: AtomicU64,
+    pub received: AtomicU64,
+    /// Broadcasts for rooms with no member here, dropped before decoding.
+    pub skipped: AtomicU64,
+    pub malformed: AtomicU64,
+}
+
+pub struct Cluster {
+    uid: String,
+    config: ClusterConfig,
+    client: redis::Client,
+    outgoing: mpsc::Sender<Publish>,
+    incoming: std::sync::Mutex<Option<mpsc::Receiver<Publish>>>,
+    subscribed: AtomicBool,
+    publishing: AtomicBool,
+    pub stats: ClusterStats,
+    pub counts: counts::Counts,
+    namespace: OnceLock<Arc<NamespaceEntry>>,
+}
+
+/// A channel and the message to publish on it.
+type Publish = (String, Vec<u8>);
+
+/// Broadcasts waiting for the publisher; beyond it they are dropped (counted).
+const PUBLISH_QUEUE: usize = 65_536;
+
+impl Cluster {
+    /// Checks the URL; connects nothing yet ([`Cluster::start`] does, and keeps retrying).
+    pub fn new(config: ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| ClusterError(format!("invalid Redis URL: {e}")))?;
+        let uid = node_uid();
+        let (outgoing, incoming) = mpsc::channel(PUBLISH_QUEUE);
+        Ok(Arc::new(Cluster {
+            counts: counts::Counts::new(client.clone(), &config, &uid),
+            uid,
+            config,
+            client,
+            outgoing,
+            incoming: std::sync::Mutex::new(Some(incoming)),
+            subscribed: AtomicBool::new(false),
+            publishing: AtomicBool::new(false),
+            stats: ClusterStats::default(),
+            namespace: OnceLock::new(),
+        }))
+    }
+
+    /// This node's id in the cluster (6 characters, as the Node adapter's).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    /// Whether both Redis connections are up.
+    pub fn link_up(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire) && self.publishing.load(Ordering::Acquire)
+    }
+
+    /// Starts the publisher, the subscriber and the liveness beat for `namespace` (the chat's).
+    pub fn start(self: &Arc<Self>, namespace: Arc<NamespaceEntry>) {
+        if self.namespace.set(namespace).is_err() {
+            return;
+        }
+        let incoming = self
+            .incoming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(incoming) = incoming {
+            tokio::spawn(self.clone().publisher(incoming));
+        }
+        tokio::spawn(self.clone().subscriber());
+        tokio::spawn(self.clone().counts_beat());
+    }
+
+    // --- out --------------------------------------------------------------------------------------
+
+    /// Publishes a broadcast that was just delivered locally: `item` is the frame built for the
+    /// local members, `except` the socket that must not get it. Never waits.
+    pub fn publish(&self, nsp: &str, room: &str, item: &Outgoing, except: Option<&str>) {
+        let Some(data) = event_data(item) else {
+            return;
+        };
+        let rooms = [room.to_owned()];
+        let except: Vec<String> = except.map(str::to_owned).into_iter().collect();
+        let bytes = match wire::encode_broadcast(&self.uid, nsp, data.as_str(), &rooms, &except) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster: broadcast not encodable");
+                return;
+            }
+        };
+        let channel = wire::broadcast_channel(&self.config.prefix, nsp, &rooms);
+        if self.outgoing.try_send((channel, bytes)).is_err() {
+            self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn publisher(self: Arc<Self>, mut queue: mpsc::Receiver<Publish>) {
+        let mut batch: Vec<Publish> = Vec::new();
+        let mut backoff = Duration::from_millis(100);
+        // An idle connection learns that Redis went away only when used: ping it on the beat.
+        let mut ping = tokio::time::interval(self.config.liveness / 3);
+        loop {
+            let mut conn = match self.client.get_multiplexed_async_connection().await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    self.publishing.store(true, Ordering::Release);
+                    tracing::info!("cluster: publisher connected");
+                    c
+                }
+                Err(e) => {
+                    self.publishing.store(false, Ordering::Release);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cluster: Redis unreachable");
+                    // At-most-once: what queued up meanwhile is dropped, not delivered late.
+                    let stale = batch.len() as u64 + drain(&mut queue);
+                    batch.clear();
+                    self.stats
+                        .publish_dropped
+                        .fetch_add(stale, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            loop {
+                if batch.is_empty() {
+                    tokio::select! {
+                        n = queue.recv_many(&mut batch, 256) => if n == 0 { return },
+                        _ = ping.tick() => {
+                            if redis::cmd("PING").query_async::<()>(&mut conn).await.is_err() {
+                                self.publishing.store(false, Ordering::Release);
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                let mut pipe = redis::pipe();
+                for (channel, bytes) in &batch {
+                    pipe.publish(channel, bytes.as_slice()).ignore();
+                }
+                match pipe.query_async::<()>(&mut conn).await {
+                    Ok(()) => {
+                        self.stats
+                            .published
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        batch.clear();
+                    }
+                    Err(e) => {
+                        // The batch is kept for the new connection (dropped if there is none).
+                        self.publishing.store(false, Ordering::Release);
+                        tracing::warn!(error = %e, "cluster: publish failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    // --- in ---------------------------------------------------------------------------------------
+
+    async fn subscriber(self: Arc<Self>) {
+        let Some(namespace) = self.namespace.get().cloned() else {
+            return;
+        };
+        let nsp = namespace.name.to_string();
+        let pattern = format!("{}#{}#*", self.config.prefix, nsp);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let pubsub = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.psubscribe(&pattern).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let mut pubsub = match pubsub.await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cluster: cannot subscribe");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            self.subscribed.store(true, Ordering::Release);
+            tracing::info!(pattern, "cluster: subscribed");
+            // Redis may have restarted empty: put this node's members back into the counts.
+            self.counts.resync(&namespace).await;
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                self.receive(
+                    &namespace,
+                    &nsp,
+                    msg.get_channel_name(),
+                    msg.get_payload_bytes(),
+                );
+            }
+            self.subscribed.store(false, Ordering::Release);
+            tracing::warn!("cluster: subscription lost; reconnecting");
+        }
+    }
+
+    /// Delivers a broadcast from another node to the local members of its rooms.
+    fn receive(&self, namespace: &NamespaceEntry, nsp: &str, channel: &str, payload: &[u8]) {
+        let Some(room) = wire::channel_room(channel, &self.config.prefix, nsp) else {
+            return;
+        };
+        // Most broadcasts are for rooms with no member here: drop those before decoding.
+        if !room.is_empty() && namespace.rooms.count(room) == 0 {
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let message = match wire::decode_broadcast(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, channel, "cluster: unreadable broadcast");
+                return;
+            }
+        };
+        if message.uid == self.uid || message.nsp != nsp {
+            return;
+        }
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let kind = if message.attachments.is_empty() {
+            Kind::Event
+        } else {
+            Kind::BinaryEvent
+        };
+        let mut packet = Packet::new(kind, ByteStr::from(message.nsp)).with_data(message.data);
+        packet.attachments = message.attachments;
+        let item = packet_item(&packet);
+        namespace
+            .rooms
+            .broadcast_to(&message.rooms, &message.except, &item);
+    }
+
+    async fn counts_beat(self: Arc<Self>) {
+        let period = self.config.liveness / 3;
+        loop {
+            if let Some(namespace) = self.namespace.get() {
+                self.counts.beat(namespace).await;
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+}
+
+/// Empties the queue; returns how many items it held.
+fn drain(queue: &mut mpsc::Receiver<Publish>) -> u64 {
+    let mut n = 0;
+    while queue.try_recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// The event array of a frame built by this node (`42[...]`, or `42/nsp,[...]`).
+fn event_data(item: &Outgoing) -> Option<ByteStr> {
+    use chatgate_codec::engine::Frame;
+    let Some(Frame::Text(text)) = item.frames().first() else {
+        return None;
+    };
+    // Skip the Engine.IO message digit; the rest is a Socket.IO packet.
+    let packet = ByteStr::from(text.as_str().get(1..)?.to_owned());
+    match Packet::decode(packet, &chatgate_codec::Limits::DEFAULT) {
+        Ok(chatgate_codec::socket::Decoded::Complete(p)) if p.kind == Kind::Event => p.data,
+        _ => None,
+    }
+}
+
+/// Six characters of `A-Za-z0-9-_`, as the Node adapter's node ids.
+fn node_uid() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..6)
+        .map(|_| ALPHABET[rand::random::<u8>() as usize % 64] as char)
+        .collect()
+}

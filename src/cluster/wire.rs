@@ -1,0 +1,310 @@
+//! The messages of `@socket.io/redis-adapter` 8.x (classic mode) and `@socket.io/redis-emitter`,
+//! read and written by our own code.
+//!
+//! A broadcast is the msgpack array `[uid, packet, opts]` (as the `notepack.io` encoder writes it):
+//! `packet` is `{type: 2, data: [event, ...args], nsp}`, `opts` is `{rooms: [...], except: [...],
+//! flags: {...}}`. It is published on `<prefix>#<nsp>#<room>#` when it goes to exactly one room,
+//! `<prefix>#<nsp>#` otherwise. Event arguments travel as msgpack values: JSON here is converted
+//! both ways, and msgpack binary becomes a Socket.IO attachment.
+
+use bytes::Bytes;
+use rmpv::Value as Mp;
+use serde_json::Value as Json;
+
+/// A broadcast as it travels between nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broadcast {
+    /// The sending node (`"emitter"` for `@socket.io/redis-emitter`).
+    pub uid: String,
+    pub nsp: String,
+    /// `[event, ...args]` as JSON text, binary arguments replaced by Socket.IO placeholders.
+    pub data: String,
+    /// The binary arguments, in placeholder order.
+    pub attachments: Vec<Bytes>,
+    /// Rooms to deliver to; empty means every socket of the namespace.
+    pub rooms: Vec<String>,
+    /// Socket ids and rooms whose sockets must not receive it.
+    pub except: Vec<String>,
+}
+
+/// Why a message from another node could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// Not msgpack, or trailing bytes after the message.
+    Msgpack(String),
+    /// Msgpack, but not the shape the adapter writes; says which part.
+    Shape(&'static str),
+    /// A packet type other than EVENT (2).
+    PacketType(i64),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Msgpack(e) => write!(f, "not a msgpack message: {e}"),
+            WireError::Shape(what) => write!(f, "unexpected message shape: {what}"),
+            WireError::PacketType(t) => write!(f, "packet type {t} is not an event"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// The channel a broadcast to `rooms` is published on.
+pub fn broadcast_channel(prefix: &str, nsp: &str, rooms: &[String]) -> String {
+    match rooms {
+        [room] => format!("{prefix}#{nsp}#{room}#"),
+        _ => format!("{prefix}#{nsp}#"),
+    }
+}
+
+/// The room a broadcast channel names (`Some("")` for the all-rooms channel), or `None` when the
+/// channel is not a broadcast channel of `nsp`.
+pub fn channel_room<'a>(channel: &'a str, prefix: &str, nsp: &str) -> Option<&'a str> {
+    let rest = channel.strip_prefix(prefix)?.strip_prefix('#')?;
+    let rest = rest.strip_prefix(nsp)?.strip_prefix('#')?;
+    if rest.is_empty() {
+        return Some("");
+    }
+    rest.strip_suffix('#')
+}
+
+/// Encodes a broadcast of the event array `data` (JSON text, no binary) from node `uid`.
+pub fn encode_broadcast(
+    uid: &str,
+    nsp: &str,
+    data: &str,
+    rooms: &[String],
+    except: &[String],
+) -> Result<Vec<u8>, WireError> {
+    let data: Json = serde_json::from_str(data).map_err(|_| WireError::Shape("event data"))?;
+    let strings = |v: &[String]| Mp::Array(v.iter().map(|s| Mp::from(s.as_str())).collect());
+    let message = Mp::Array(vec![
+        Mp::from(uid),
+        Mp::Map(vec![
+            (Mp::from("type"), Mp::from(2)),
+            (Mp::from("data"), to_msgpack(&data)),
+            (Mp::from("nsp"), Mp::from(nsp)),
+        ]),
+        Mp::Map(vec![
+            (Mp::from("rooms"), strings(rooms)),
+            (Mp::from("except"), strings(except)),
+            (Mp::from("flags"), Mp::Map(Vec::new())),
+        ]),
+    ]);
+    let mut out = Vec::with_capacity(256);
+    rmpv::encode::write_value(&mut out, &message).map_err(|e| WireError::Msgpack(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes a broadcast message.
+pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, WireError> {
+    let mut reader = bytes;
+    let value =
+        rmpv::decode::read_value(&mut reader).map_err(|e| WireError::Msgpack(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(WireError::Msgpack("trailing bytes".into()));
+    }
+    let Mp::Array(parts) = value else {
+        return Err(WireError::Shape("not an array"));
+    };
+    let [uid, packet, opts] =
+        <[Mp; 3]>::try_from(parts).map_err(|_| WireError::Shape("not [uid, packet, opts]"))?;
+    let uid = uid.as_str().ok_or(WireError::Shape("uid"))?.to_owned();
+    let packet = map(&packet).ok_or(WireError::Shape("packet"))?;
+    match get(packet, "type").and_then(Mp::as_i64) {
+        Some(2) => {}
+        Some(t) => return Err(WireError::PacketType(t)),
+        None => return Err(WireError::Shape("packet type")),
+    }
+    let nsp = match get(packet, "nsp") {
+        None | Some(Mp::Nil) => "/".to_owned(),
+        Some(n) => n.as_str().ok_or(WireError::Shape("nsp"))?.to_owned(),
+    };
+    let data = get(packet, "data").ok_or(WireError::Shape("data"))?;
+    if !matches!(data, Mp::Array(a) if a.first().is_some_and(Mp::is_str)) {
+        return Err(WireError::Shape("data is not [event, ...args]"));
+    }
+    let mut attachments = Vec::new();
+    let json = to_json(data, &mut attachments);
+    let opts = map(&opts).ok_or(WireError::Shape("opts"))?;
+    Ok(Broadcast {
+        uid,
+        nsp,
+        data: json.to_string(),
+        attachments,
+        rooms: names(get(opts, "rooms")),
+        except: names(get(opts, "except")),
+    })
+}
+
+fn map(v: &Mp) -> Option<&[(Mp, Mp)]> {
+    match v {
+        Mp::Map(m) => Some(m),
+        _ => None,
+    }
+}
+
+fn get<'a>(m: &'a [(Mp, Mp)], key: &str) -> Option<&'a Mp> {
+    m.iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
+/// Room names: strings, or numbers (a JavaScript room may be a number), as text.
+fn names(v: Option<&Mp>) -> Vec<String> {
+    let Some(Mp::Array(items)) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Mp::String(s) => s.as_str().map(str::to_owned),
+            Mp::Integer(n) => Some(n.to_string()),
+            Mp::F64(f) => Some(f.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// JSON to msgpack as `notepack.io` writes JavaScript values: integers as the smallest integer
+/// type, other numbers as float64, objects as maps with string keys.
+pub fn to_msgpack(v: &Json) -> Mp {
+    match v {
+        Json::Null => Mp::Nil,
+        Json::Bool(b) => Mp::Boolean(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_u64() {
+                Mp::from(i)
+            } else if let Some(i) = n.as_i64() {
+                Mp::from(i)
+            } else {
+                Mp::F64(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Json::String(s) => Mp::from(s.as_str()),
+        Json::Array(a) => Mp::Array(a.iter().map(to_msgpack).collect()),
+        Json::Object(o) => Mp::Map(
+            o.iter()
+                .map(|(k, v)| (Mp::from(k.as_str()), to_msgpack(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Msgpack to JSON; binary values become Socket.IO placeholders and are moved to `attachments`.
+/// Values JSON cannot hold (NaN, infinities, extension types) become `null`, as `JSON.stringify`
+/// would write them.
+pub fn to_json(v: &Mp, attachments: &mut Vec<Bytes>) -> Json {
+    match v {
+        Mp::Nil => Json::Null,
+        Mp::Boolean(b) => Json::Bool(*b),
+        Mp::Integer(n) => n
+            .as_u64()
+            .map(Json::from)
+            .or_else(|| n.as_i64().map(Json::from))
+            .unwrap_or(Json::Null),
+        Mp::F32(f) => serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number),
+        Mp::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Mp::String(s) => Json::String(s.as_str().map_or_else(
+            || String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            str::to_owned,
+        )),
+        Mp::Binary(b) => {
+            let num = attachments.len();
+            attachments.push(Bytes::copy_from_slice(b));
+            serde_json::json!({ "_placeholder": true, "num": num })
+        }
+        Mp::Array(a) => Json::Array(a.iter().map(|i| to_json(i, attachments)).collect()),
+        Mp::Map(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Mp::String(s) => s.as_str().unwrap_or_default().to_owned(),
+                        other => other.to_string(),
+                    };
+                    (key, to_json(v, attachments))
+                })
+                .collect(),
+        ),
+        Mp::Ext(..) => Json::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels() {
+        assert_eq!(
+            broadcast_channel("socket.io", "/", &["chat_101".into()]),
+            "socket.io#/#chat_101#"
+        );
+        assert_eq!(broadcast_channel("socket.io", "/", &[]), "socket.io#/#");
+        assert_eq!(
+            broadcast_channel("p", "/", &["a".into(), "b".into()]),
+            "p#/#"
+        );
+        assert_eq!(
+            channel_room("socket.io#/#chat_101#", "socket.io", "/"),
+            Some("chat_101")
+        );
+        assert_eq!(channel_room("socket.io#/#", "socket.io", "/"), Some(""));
+        assert_eq!(channel_room("socket.io#/admin#x#", "socket.io", "/"), None);
+        assert_eq!(channel_room("other#/#x#", "socket.io", "/"), None);
+    }
+
+    #[test]
+    fn a_broadcast_round_trips() {
+        let data = r#"["receive-message",{"message":"hé 👋","userid":1,"id":245495122898944,"x":1.5,"n":null,"ok":true,"neg":-3}]"#;
+        let bytes =
+            encode_broadcast("abc123", "/", data, &["chat_101".into()], &["sid1".into()]).unwrap();
+        let b = decode_broadcast(&bytes).unwrap();
+        assert_eq!(b.uid, "abc123");
+        assert_eq!(b.nsp, "/");
+        assert_eq!(
+            serde_json::from_str::<Json>(&b.data).unwrap(),
+            serde_json::from_str::<Json>(data).unwrap()
+        );
+        assert_eq!(b.rooms, ["chat_101"]);
+        assert_eq!(b.except, ["sid1"]);
+        assert!(b.attachments.is_empty());
+    }
+
+    /// Bytes as `notepack.io` 3 encodes
+    /// `["emitter", {type: 2, data: ["ev", 1, 1.5, Buffer.from([1, 2])], nsp: "/"},
+    ///   {rooms: ["r"], flags: {}, except: []}]` (written out by hand from its encoding rules).
+    #[test]
+    fn reads_what_notepack_writes() {
+        let mut b = vec![0x93, 0xa7];
+        b.extend_from_slice(b"emitter");
+        b.push(0x83);
+        b.extend_from_slice(&[0xa4, b't', b'y', b'p', b'e', 0x02]);
+        b.extend_from_slice(&[0xa4, b'd', b'a', b't', b'a', 0x94, 0xa2, b'e', b'v', 0x01]);
+        b.extend_from_slice(&[0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
+        b.extend_from_slice(&[0xc4, 0x02, 0x01, 0x02]);
+        b.extend_from_slice(&[0xa3, b'n', b's', b'p', 0xa1, b'/']);
+        b.push(0x83);
+        b.extend_from_slice(&[0xa5, b'r', b'o', b'o', b'm', b's', 0x91, 0xa1, b'r']);
+        b.extend_from_slice(&[0xa5, b'f', b'l', b'a', b'g', b's', 0x80]);
+        b.extend_from_slice(&[0xa6, b'e', b'x', b'c', b'e', b'p', b't', 0x90]);
+        let m = decode_broadcast(&b).unwrap();
+        assert_eq!(m.uid, "emitter");
+        assert_eq!(m.data, r#"["ev",1,1.5,{"_placeholder":true,"num":0}]"#);
+        assert_eq!(m.attachments, [Bytes::from_static(&[1, 2])]);
+        assert_eq!(m.rooms, ["r"]);
+        assert!(m.except.is_empty());
+        // Trailing bytes, another packet type, and garbage are errors, never panics.
+        let mut trailing = b.clone();
+        trailing.push(0);
+        assert!(decode_broadcast(&trailing).is_err());
+        assert!(decode_broadcast(&[
+            0x93, 0xa1, b'x', 0x81, 0xa4, b't', b'y', b'p', b'e', 0x03, 0x80
+        ])
+        .is_err());
+        for garbage in [&b""[..], b"\xc1", b"{}", b"\x93\x01\x02\x03"] {
+            assert!(decode_broadcast(garbage).is_err());
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Cluster mode with real Redis and three chatgate processes: one chat spread over the nodes,
+//! every message to every member exactly once and in order, cluster-wide member counts through
+//! joins, leaves, disconnects and a SIGKILLed node, and Redis restarted mid-chat.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::binary::{start, Running};
+use support::db::TestDb;
+use support::raw::RawWs;
+use support::redis_server::RedisServer;
+
+/// Starts node `n` of a cluster on `redis` and `db`; returns when it is subscribed.
+async fn node(redis: &RedisServer, db: &TestDb, n: u8, extra: &[&str]) -> Running {
+    let url = db.url();
+    let redis_url = redis.url();
+    let id = n.to_string();
+    let mut args = vec![
+        "--database-url",
+        &url,
+        "--auth",
+        "trust",
+        "--message-rate",
+        "0",
+        "--cluster",
+        &redis_url,
+        "--node-id",
+        &id,
+        "--cluster-liveness-ms",
+        "1000",
+        "--cluster-prefix",
+        "chatgate-test",
+    ];
+    args.extend_from_slice(extra);
+    let mut running = start(&args).await;
+    if !running
+        .log
+        .iter()
+        .any(|l| l.contains("cluster: subscribed"))
+    {
+        running.log_line("cluster: subscribed").await;
+    }
+    running
+}
+
+fn payload(frame: &str, event: &str) -> Value {
+    let v: Value = serde_json::from_str(frame.strip_prefix("42").expect("an event")).expect("JSON");
+    assert_eq!(v[0], event, "{frame}");
+    v[1].clone()
+}
+
+/// The next frame that is not a message or typing: a join/leave announcement or a reply.
+async fn next_event(ws: &mut RawWs, event: &str) -> Value {
+    loop {
+        let frame = ws.recv_text().await.expect("a frame");
+        if frame.starts_with(&format!(r#"42["{event}""#)) {
+            return payload(&frame, event);
+        }
+        assert!(
+            frame.starts_with(r#"42["user-"#) || frame.starts_with(r#"42["chat-history""#),
+            "waiting for {event}, got {frame}"
+        );
+    }
+}
+
+async fn join(addr: std::net::SocketAddr, eventid: i32, userid: i32, role: &str) -> (RawWs, u64) {
+    let mut ws = RawWs::socketio(addr).await;
+    let reply = ws.join_chat(eventid, userid, role).await;
+    let count = payload(&reply, "chat-joined")["member_count"]
+        .as_u64()
+        .expect("member_count");
+    (ws, count)
+}
+
+/// The `receive-message` texts `ws` gets, until it has `n` of them.
+async fn messages(ws: &mut RawWs, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let frame = ws.recv_text().await.expect("a message");
+        if frame.starts_with(r#"42["receive-message""#) {
+            got.push(
+                payload(&frame, "receive-message")["message"]
+                    .as_str()
+                    .expect("text")
+                    .to_owned(),
+            );
+        }
+    }
+    got
+}
+
+/// The cluster line of `/ready` ("up" or "down"); asserts the node is ready either way.
+async fn cluster_state(addr: std::net::SocketAddr) -> String {
+    let r = support::raw::http(addr, "GET", "/ready", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster: "))
+        .expect("a cluster line")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn one_chat_over_three_nodes() {
+    let redis = RedisServer::start().await;
+    let db = TestDb::create().await;
+    let a = node(&redis, &db, 0, &[]).await;
+    let b = node(&redis, &db, 1, &[]).await;
+    let c = node(&redis, &db, 2, &[]).await;
+
+    let (mut tutor, n) = join(a.addr(), 101, 1, "tutor").await;
+    assert_eq!(n, 1);
+    let (mut tutee, n) = join(b.addr(), 101, 2, "tutee").await;
+    assert_eq!(n, 2, "counts are cluster-wide");
+    let announced = next_event(&mut tutor, "user-joined-chat").await;
+    assert_eq!(announced["member_count"], 2, "announced across nodes");
+    let (mut tab, n) = join(c.addr(), 101, 2, "tutee").await;
+    assert_eq!(n, 3);
+    assert_eq!(
+        next_event(&mut tutor, "user-joined-chat").await["member_count"],
+        3
+    );
+    assert_eq!(
+        next_event(&mut tutee, "user-joined-chat").await["member_count"],
+        3
+    );
+    // Another chat on the same nodes hears nothing of this one.
+    let (mut other, _) = join(b.addr(), 102, 3, "tutor").await;
+
+    // Both members send at once; everyone gets every message once, in each sender's order.
+    for i in 0..20 {
+        tutor
+            .send_text(&format!(r#"42["send-message",{{"message":"t{i}"}}]"#))
+            .await;
+        tutee
+            .send_text(&format!(r#"42["send-message",{{"message":"s{i}"}}]"#))
+            .await;
+    }
+    for (name, ws) in [
+        ("tutor", &mut tutor),
+        ("tutee", &mut tutee),
+        ("tab", &mut tab),
+    ] {
+        let got = messages(ws, 40).await;
+        let from = |p: char| {
+            got.iter()
+                .filter(|m| m.starts_with(p))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let expect = |p: char| (0..20).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+        assert_eq!(from('t'), expect('t'), "{name}: the tutor's messages");
+        assert_eq!(from('s'), expect('s'), "{name}: the tutee's messages");
+    }
+    // Nothing more arrives (no duplicates): a marker sent now is the next message everyone sees.
+    tutor
+        .send_text(r#"42["send-message",{"message":"marker"}]"#)
+        .await;
+    for ws in [&mut tutor, &mut tutee, &mut tab] {
+        assert_eq!(messages(ws, 1).await, ["marker"], "exactly once");
+    }
+    other
+        .send_text(r#"42["send-message",{"message":"in 102"}]"#)
+        .await;
+    assert_eq!(messages(&mut other, 1).await, ["in 102"]);
+
+    // Leaving and disconnecting are counted across nodes too.
+    tab.send_text(r#"42["leave-chat"]"#).await;
+    assert_eq!(
+        next_event(&mut tutor, "user-left-chat").await["member_count"],
+        2
+    );
+    drop(tab);
+    drop(tutee);
+    assert_eq!(
+        next_event(&mut tutor, "user-left-chat").await["member_count"],
+        1
+    );
+    drop((a, b, c));
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_the_counts_and_redis_can_restart() {
+    let mut redis = RedisServer::start().await;
+    let db = TestDb::create().await;
+    let a = node(&redis, &db, 0, &[]).await;
+    let mut b = node(&redis, &db, 1, &[]).await;
+    let (mut tutor, _) = join(a.addr(), 101, 1, "tutor").await;
+    let (_tutee, n) = join(b.addr(), 101, 2, "tutee").await;
+    assert_eq!(n, 2);
+    next_event(&mut tutor, "user-joined-chat").await;
+
+    // SIGKILL: node b says nothing; its liveness key expires and its member leaves the count.
+    b.child.kill().await.expect("kill -9");
+    let mut conn = redis.connection().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("chatgate-test-node#*")
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        if keys.len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b's liveness key never expired: {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_tab, n) = join(a.addr(), 101, 2, "tutee").await;
+    assert_eq!(
+        n, 2,
+        "the tutor and this tab; not the member of the dead node"
+    );
+
+    // Redis restarts empty mid-chat: local chat goes on, cross-node delivery and counts come back.
+    let c = node(&redis, &db, 2, &[]).await;
+    assert_eq!(cluster_state(c.addr()).await, "up");
+    redis.stop().await;
+    tutor
+        .send_text(r#"42["send-message",{"message":"while redis is down"}]"#)
+        .await;
+    assert_eq!(
+        messages(&mut tutor, 1).await,
+        ["while redis is down"],
+        "local delivery"
+    );
+    // /ready says so, and stays 200: local chats still work.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cluster_state(a.addr()).await != "down" {
+        assert!(tokio::time::Instant::now() < deadline, "a never noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.start_again().await;
+    // Both nodes subscribe again and write their counts back (their liveness keys were gone).
+    let mut conn = redis.connection().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready_a = cluster_state(a.addr()).await;
+        let ready_c = cluster_state(c.addr()).await;
+        let fields: i64 = redis::cmd("HLEN")
+            .arg("chatgate-test-count#/#chat_101")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(0);
+        if ready_a == "up" && ready_c == "up" && fields >= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes did not come back to Redis: {ready_a}, {ready_c}, {fields} counts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut late, n) = join(c.addr(), 101, 2, "tutee").await;
+    assert_eq!(n, 3, "a's two members were written back, plus this one");
+    assert_eq!(
+        next_event(&mut tutor, "user-joined-chat").await["member_count"],
+        3
+    );
+    late.send_text(r#"42["send-message",{"message":"after the restart"}]"#)
+        .await;
+    assert_eq!(
+        messages(&mut tutor, 1).await,
+        ["after the restart"],
+        "cross-node again"
+    );
+    drop((a, c));
+}

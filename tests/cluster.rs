@@ -271,3 +271,20 @@ async fn a_killed_node_leaves_the_counts_and_redis_can_restart() {
     );
     drop((a, c));
 }
+
+#[tokio::test]
+async fn a_mixed_cluster_with_node_socket_io() {
+    let redis = RedisServer::start().await;
+    let redis_url = redis.url();
+    let chatgate = start(&["--cluster", &redis_url, "--cluster-prefix", "mixed"]).await;
+    let mut chatgate = chatgate;
+    if !chatgate
+        .log
+        .iter()
+        .any(|l| l.contains("cluster: subscribed"))
+    {
+        chatgate.log_line("cluster: subscribed").await;
+    }
+    let out = support::node_peer("mixed.mjs", &[&chatgate.url, &redis_url, "mixed"]).await;
+    assert!(out.contains("ok"), "{out}");
+}

@@ -12,6 +12,7 @@
 //! at-most-once: what is published while Redis is away is lost (see docs/CLUSTER.md).
 
 pub mod counts;
+mod requests;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -226,11 +227,15 @@ impl Cluster {
         };
         let nsp = namespace.name.to_string();
         let pattern = format!("{}#{}#*", self.config.prefix, nsp);
+        let requests = format!("{}-request#{}#", self.config.prefix, nsp);
         let mut backoff = Duration::from_millis(100);
         loop {
             let pubsub = async {
                 let mut pubsub = self.client.get_async_pubsub().await?;
                 pubsub.psubscribe(&pattern).await?;
+                // One subscription of the request channel per node: Node peers count its
+                // subscribers to know how many answers to wait for.
+                pubsub.subscribe(&requests).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
             let mut pubsub = match pubsub.await {
@@ -249,12 +254,12 @@ impl Cluster {
             self.counts.resync(&namespace).await;
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
-                self.receive(
-                    &namespace,
-                    &nsp,
-                    msg.get_channel_name(),
-                    msg.get_payload_bytes(),
-                );
+                let channel = msg.get_channel_name();
+                if channel == requests {
+                    requests::handle(&self, &namespace, msg.get_payload_bytes());
+                } else {
+                    self.receive(&namespace, &nsp, channel, msg.get_payload_bytes());
+                }
             }
             self.subscribed.store(false, Ordering::Release);
             tracing::warn!("cluster: subscription lost; reconnecting");
@@ -294,6 +299,29 @@ impl Cluster {
         namespace
             .rooms
             .broadcast_to(&message.rooms, &message.except, &item);
+    }
+
+    /// Publishes an answer to a request on the common response channel.
+    fn respond(&self, bytes: Vec<u8>) {
+        let channel = format!("{}-response#{}#", self.config.prefix, self.nsp_name());
+        if self.outgoing.try_send((channel, bytes)).is_err() {
+            self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn respond_json(&self, answer: serde_json::Value) {
+        self.respond(answer.to_string().into_bytes());
+    }
+
+    fn malformed(&self, what: &str) {
+        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(what, "cluster: unreadable request");
+    }
+
+    fn nsp_name(&self) -> String {
+        self.namespace
+            .get()
+            .map_or_else(|| "/".to_owned(), |n| n.name.to_string())
     }
 
     async fn counts_beat(self: Arc<Self>) {

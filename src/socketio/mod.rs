@@ -115,6 +115,8 @@ pub struct NamespaceEntry {
     pub rooms: Rooms,
     /// In cluster mode, where broadcasts are also published.
     pub cluster: Option<Arc<Cluster>>,
+    /// Every connected socket by id, kept in cluster mode only (other nodes ask about sockets).
+    pub sockets: Option<crate::sharded::ShardedMap<ByteStr, Arc<Socket>>>,
 }
 
 /// Socket.IO settings.
@@ -168,6 +170,10 @@ impl SocketIo {
                 handler,
                 rooms: Rooms::default(),
                 cluster: self.cluster.clone(),
+                sockets: self
+                    .cluster
+                    .as_ref()
+                    .map(|_| crate::sharded::ShardedMap::for_this_machine()),
             }),
         );
         self
@@ -198,6 +204,9 @@ impl SocketIo {
         match entry.handler.connect(&socket, auth_raw) {
             Ok(()) => {
                 client.add(socket.clone());
+                if let Some(sockets) = &entry.sockets {
+                    sockets.insert(socket.id().clone(), socket.clone());
+                }
                 send_connect_ok(&socket);
                 entry.handler.connected(&socket);
             }

@@ -175,22 +175,61 @@ impl Socket {
         event: &str,
         arg: &T,
     ) -> Result<Packet, AckError> {
-        let (tx, rx) = oneshot::channel();
-        let id = {
-            let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-            let id = acks.next_id;
-            acks.next_id += 1;
-            acks.waiting.insert(id, tx);
-            id
-        };
+        let (id, rx) = self.expect_ack();
         let mut w = EventWriter::message_with_ack(self.nsp(), event, id);
-        serde_json::to_writer(w.arg(), arg).map_err(|_| AckError::NotSent(PushError::Closed))?;
-        if let Err(e) = self.send(text_frame(w.finish())) {
-            self.acks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .waiting
-                .remove(&id);
+        if serde_json::to_writer(w.arg(), arg).is_err() {
+            self.forget_ack(id);
+            return Err(AckError::NotSent(PushError::Closed));
+        }
+        self.send_expecting_ack(id, rx, text_frame(w.finish()))
+            .await
+    }
+
+    /// Emits an event given as raw data (a JSON array, event name first) and attachments, and waits
+    /// for the client's acknowledgement (bounded by the caller).
+    pub async fn emit_packet_with_ack(
+        &self,
+        data: ByteStr,
+        attachments: Vec<Bytes>,
+    ) -> Result<Packet, AckError> {
+        let (id, rx) = self.expect_ack();
+        let kind = if attachments.is_empty() {
+            Kind::Event
+        } else {
+            Kind::BinaryEvent
+        };
+        let mut packet = Packet::new(kind, self.namespace.name.clone())
+            .with_id(id)
+            .with_data(data);
+        packet.attachments = attachments;
+        self.send_expecting_ack(id, rx, packet_item(&packet)).await
+    }
+
+    fn expect_ack(&self) -> (u64, oneshot::Receiver<Packet>) {
+        let (tx, rx) = oneshot::channel();
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let id = acks.next_id;
+        acks.next_id += 1;
+        acks.waiting.insert(id, tx);
+        (id, rx)
+    }
+
+    fn forget_ack(&self, id: u64) {
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiting
+            .remove(&id);
+    }
+
+    async fn send_expecting_ack(
+        &self,
+        id: u64,
+        rx: oneshot::Receiver<Packet>,
+        item: Outgoing,
+    ) -> Result<Packet, AckError> {
+        if let Err(e) = self.send(item) {
+            self.forget_ack(id);
             return Err(AckError::NotSent(e));
         }
         rx.await.map_err(|_| AckError::Disconnected)
@@ -280,6 +319,9 @@ impl Socket {
     pub(super) fn closed(self: &Arc<Self>, reason: DisconnectReason) {
         if !self.connected.swap(false, Ordering::AcqRel) {
             return;
+        }
+        if let Some(sockets) = &self.namespace.sockets {
+            sockets.remove(self.id());
         }
         let rooms = std::mem::take(&mut *self.rooms.lock().unwrap_or_else(|p| p.into_inner()));
         self.namespace.handler.disconnect(self, reason);

@@ -97,6 +97,18 @@ pub async fn node(script: &str, args: &[&str]) -> String {
     check(script, out)
 }
 
+/// Runs a script of the Node.js cluster peer (`tests/cluster-node/`) and asserts it succeeded.
+pub async fn node_peer(script: &str, args: &[&str]) -> String {
+    let out = run_client(
+        "node",
+        &format!("tests/cluster-node/{script}"),
+        args,
+        Duration::from_secs(60),
+    )
+    .await;
+    check(script, out)
+}
+
 /// The Python of the test virtualenv (made by scripts/test), or `python3` if there is none.
 pub fn python_program() -> String {
     let venv = repo_path("target/pyenv/bin/python");

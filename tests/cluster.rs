@@ -288,3 +288,117 @@ async fn a_mixed_cluster_with_node_socket_io() {
     let out = support::node_peer("mixed.mjs", &[&chatgate.url, &redis_url, "mixed"]).await;
     assert!(out.contains("ok"), "{out}");
 }
+
+/// nginx from `docs/deploy/nginx.conf` in front of `nodes`, on a free port; stopped when dropped.
+struct Nginx {
+    child: tokio::process::Child,
+    port: u16,
+    _dir: std::path::PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+async fn nginx(nodes: [std::net::SocketAddr; 2]) -> Nginx {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let example = std::fs::read_to_string(support::repo_path("docs/deploy/nginx.conf"))
+        .expect("the example configuration");
+    let conf = example
+        .replace("127.0.0.1:6969", &nodes[0].to_string())
+        .replace("127.0.0.1:6970", &nodes[1].to_string())
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+    assert_ne!(
+        conf, example,
+        "the example names the addresses the test replaces"
+    );
+    let dir = std::env::temp_dir().join(format!("chatgate-nginx-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for nginx");
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write the configuration");
+    let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
+    let global = format!(
+        "daemon off; pid {}/nginx.pid; error_log stderr warn;",
+        dir.display()
+    );
+    let child = tokio::process::Command::new(nginx)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&path)
+        .args(["-g", &global])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start nginx (scripts/test installs it)");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Nginx {
+                child,
+                port,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nginx did not listen on {port}");
+}
+
+#[tokio::test]
+async fn load_balancer_with_sticky_polling() {
+    let redis = RedisServer::start().await;
+    let redis_url = redis.url();
+    let flags = ["--cluster", redis_url.as_str(), "--cluster-prefix", "lb"];
+    let mut a = start(&flags).await;
+    let mut b = start(&flags).await;
+    for node in [&mut a, &mut b] {
+        if !node.log.iter().any(|l| l.contains("cluster: subscribed")) {
+            node.log_line("cluster: subscribed").await;
+        }
+    }
+    let lb = nginx([a.addr(), b.addr()]).await;
+    let url = format!("http://127.0.0.1:{}", lb.port);
+    // The official client through the balancer, over WebSocket and over long-polling only (the
+    // second scenario does not check member counts, which the first one's leavers still change).
+    support::node("chat.mjs", &[&url, "flow"]).await;
+    support::node("chat.mjs", &[&url, "polling"]).await;
+
+    // A polling request for a session that lives on the other node: the spec's error, no crash.
+    let sid = support::raw::polling_handshake(a.addr()).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let r = support::raw::http(b.addr(), "GET", &path, &[], b"").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.text(), r#"{"code":1,"message":"Session ID unknown"}"#);
+    assert_eq!(
+        support::raw::http(b.addr(), "GET", "/health", &[], b"")
+            .await
+            .status,
+        200
+    );
+}

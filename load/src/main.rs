@@ -34,9 +34,14 @@ struct Cli {
     /// Server address; must be a loopback address.
     #[arg(long, default_value = "127.0.0.1:6969")]
     server: SocketAddr,
-    /// The server's process id, to read its CPU time and memory from /proc.
+    /// The server's process id, to read its CPU time and memory from /proc (several, comma-separated,
+    /// are summed: the nodes of a cluster).
     #[arg(long)]
     server_pid: Option<String>,
+    /// Another node of the same cluster: tutees connect there, tutors to `--server`, so every
+    /// message crosses between nodes. Must be a loopback address.
+    #[arg(long)]
+    peer: Option<SocketAddr>,
     /// WebSocket path and query.
     #[arg(long, default_value = "/socket.io/?EIO=4&transport=websocket")]
     path: String,
@@ -96,6 +101,7 @@ const MAX_SCENARIO_SECONDS: f64 = 7200.0;
 
 struct Target {
     server: SocketAddr,
+    peer: Option<SocketAddr>,
     path: String,
     sources: Vec<IpAddr>,
     /// Next source address to use: connections rotate over all of them, so a churn that leaves
@@ -105,13 +111,18 @@ struct Target {
 }
 
 impl Target {
-    async fn connect(&self) -> std::io::Result<Conn> {
+    /// Connects client `n` (odd clients, the tutees, to the peer node if there is one).
+    async fn connect(&self, n: u32) -> std::io::Result<Conn> {
         let source = (!self.sources.is_empty()).then(|| {
             let i = self.next_source.get();
             self.next_source.set(i.wrapping_add(1));
             self.sources[i % self.sources.len()]
         });
-        let mut conn = Conn::connect(self.server, source, &self.path).await?;
+        let server = match self.peer {
+            Some(peer) if !n.is_multiple_of(2) => peer,
+            _ => self.server,
+        };
+        let mut conn = Conn::connect(server, source, &self.path).await?;
         conn.socketio_connect().await?;
         Ok(conn)
     }
@@ -130,7 +141,10 @@ impl Target {
 
 fn main() {
     let cli = Cli::parse();
-    if !cli.server.ip().is_loopback() || cli.source.iter().any(|s| !s.is_loopback()) {
+    if !cli.server.ip().is_loopback()
+        || cli.peer.is_some_and(|p| !p.ip().is_loopback())
+        || cli.source.iter().any(|s| !s.is_loopback())
+    {
         eprintln!("chatgate-load sends load to loopback addresses only");
         std::process::exit(2);
     }
@@ -166,6 +180,7 @@ fn main() {
 async fn run(cli: Cli) -> Result<(), String> {
     let target = Rc::new(Target {
         server: cli.server,
+        peer: cli.peer,
         path: cli.path.clone(),
         sources: cli.source.clone(),
         next_source: Cell::new(0),
@@ -205,7 +220,7 @@ async fn connect_all(target: &Rc<Target>, n: u32, concurrency: u32) -> Result<Ve
         while next < n && (running.len() as u32) < concurrency {
             let (t, i) = (target.clone(), next);
             running.spawn_local(async move {
-                let mut c = t.connect().await?;
+                let mut c = t.connect(i).await?;
                 t.join(&mut c, i).await?;
                 Ok::<_, std::io::Error>((i, c))
             });
@@ -442,7 +457,7 @@ async fn churn(
             let n = 2 * w;
             while Instant::now() < deadline {
                 let session = async {
-                    let mut c = target.connect().await?;
+                    let mut c = target.connect(n).await?;
                     target.join(&mut c, n).await?;
                     c.send_text(wire::message_text(0, n).as_bytes()).await?;
                     loop {

@@ -23,22 +23,32 @@ pub fn rss_kib(pid: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time of a process between two readings, if both were taken.
+/// CPU time of one or more processes (`pid` may be a comma-separated list, summed) between two
+/// readings, if both were taken.
 pub struct CpuWindow {
-    pid: Option<String>,
+    pids: Vec<String>,
     start: Option<Duration>,
+}
+
+fn total(pids: &[String]) -> Option<Duration> {
+    pids.iter().map(|p| cpu_time(p)).sum()
 }
 
 impl CpuWindow {
     pub fn start(pid: Option<&str>) -> CpuWindow {
+        let pids: Vec<String> = pid
+            .map(|p| p.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
         CpuWindow {
-            pid: pid.map(str::to_owned),
-            start: pid.and_then(cpu_time),
+            start: (!pids.is_empty()).then(|| total(&pids)).flatten(),
+            pids,
         }
     }
 
     pub fn elapsed(&self) -> Option<Duration> {
-        let now = cpu_time(self.pid.as_deref()?)?;
-        Some(now.saturating_sub(self.start?))
+        if self.pids.is_empty() {
+            return None;
+        }
+        Some(total(&self.pids)?.saturating_sub(self.start?))
     }
 }

@@ -77,23 +77,37 @@ pub fn encode_broadcast(
     rooms: &[String],
     except: &[String],
 ) -> Result<Vec<u8>, WireError> {
-    let data: Json = serde_json::from_str(data).map_err(|_| WireError::Shape("event data"))?;
-    let strings = |v: &[String]| Mp::Array(v.iter().map(|s| Mp::from(s.as_str())).collect());
-    let message = Mp::Array(vec![
-        Mp::from(uid),
-        Mp::Map(vec![
-            (Mp::from("type"), Mp::from(2)),
-            (Mp::from("data"), to_msgpack(&data)),
-            (Mp::from("nsp"), Mp::from(nsp)),
-        ]),
-        Mp::Map(vec![
-            (Mp::from("rooms"), strings(rooms)),
-            (Mp::from("except"), strings(except)),
-            (Mp::from("flags"), Mp::Map(Vec::new())),
-        ]),
-    ]);
-    let mut out = Vec::with_capacity(256);
-    rmpv::encode::write_value(&mut out, &message).map_err(|e| WireError::Msgpack(e.to_string()))?;
+    use rmp::encode as mp;
+    let fail = |e: &dyn std::fmt::Display| WireError::Msgpack(e.to_string());
+    let mut out = Vec::with_capacity(64 + data.len());
+    let strings = |out: &mut Vec<u8>, v: &[String]| -> Result<(), WireError> {
+        mp::write_array_len(out, v.len() as u32).map_err(|e| fail(&e))?;
+        for s in v {
+            mp::write_str(out, s).map_err(|e| fail(&e))?;
+        }
+        Ok(())
+    };
+    mp::write_array_len(&mut out, 3).map_err(|e| fail(&e))?;
+    mp::write_str(&mut out, uid).map_err(|e| fail(&e))?;
+    mp::write_map_len(&mut out, 3).map_err(|e| fail(&e))?;
+    mp::write_str(&mut out, "type").map_err(|e| fail(&e))?;
+    mp::write_uint(&mut out, 2).map_err(|e| fail(&e))?;
+    mp::write_str(&mut out, "data").map_err(|e| fail(&e))?;
+    // JSON straight to msgpack, no tree in between: this runs once per broadcast.
+    let mut json = serde_json::Deserializer::from_str(data);
+    let mut msgpack = rmp_serde::Serializer::new(&mut out);
+    serde_transcode::transcode(&mut json, &mut msgpack)
+        .map_err(|_| WireError::Shape("event data"))?;
+    json.end().map_err(|_| WireError::Shape("event data"))?;
+    mp::write_str(&mut out, "nsp").map_err(|e| fail(&e))?;
+    mp::write_str(&mut out, nsp).map_err(|e| fail(&e))?;
+    mp::write_map_len(&mut out, 3).map_err(|e| fail(&e))?;
+    mp::write_str(&mut out, "rooms").map_err(|e| fail(&e))?;
+    strings(&mut out, rooms)?;
+    mp::write_str(&mut out, "except").map_err(|e| fail(&e))?;
+    strings(&mut out, except)?;
+    mp::write_str(&mut out, "flags").map_err(|e| fail(&e))?;
+    mp::write_map_len(&mut out, 0).map_err(|e| fail(&e))?;
     Ok(out)
 }
 
@@ -270,6 +284,19 @@ mod tests {
         assert_eq!(b.rooms, ["chat_101"]);
         assert_eq!(b.except, ["sid1"]);
         assert!(b.attachments.is_empty());
+    }
+
+    #[test]
+    fn writes_what_notepack_writes() {
+        // notepack: small integers as fixints, 1.5 as float64, maps with string keys.
+        let bytes = encode_broadcast("u", "/", r#"["ev",1,1.5,{"a":300}]"#, &[], &[]).unwrap();
+        let data = [
+            0x94, 0xa2, b'e', b'v', 0x01, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x81, 0xa1, b'a',
+            0xcd, 0x01, 0x2c,
+        ];
+        assert!(bytes.windows(data.len()).any(|w| w == data), "{bytes:02x?}");
+        assert!(encode_broadcast("u", "/", "[1,", &[], &[]).is_err());
+        assert!(encode_broadcast("u", "/", "[1] x", &[], &[]).is_err());
     }
 
     /// Bytes as `notepack.io` 3 encodes

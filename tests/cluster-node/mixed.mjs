@@ -2,8 +2,9 @@
 // Usage: node mixed.mjs CHATGATE_URL REDIS_URL PREFIX
 // Checks, each failing the script with a message: a chat message sent through chatgate reaches a
 // client of the Node server; a broadcast from the Node server and one from @socket.io/redis-emitter
-// reach a client of chatgate; fetchSockets() and serverSideEmit with ack from the Node side get
-// chatgate's answers (no timeout); a broadcast with ack collects the acks of both servers' clients.
+// reach a client of chatgate; fetchSockets(), allRooms() and serverSideEmit with ack from the Node
+// side get chatgate's answers (no timeout); a broadcast with ack collects the acks of both servers'
+// clients; socketsJoin, socketsLeave and disconnectSockets act on chatgate's sockets.
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-adapter";
@@ -77,6 +78,24 @@ equal(acks.sort(), ["chatgate client: hi", "node client: hi"], "broadcast with a
 const fromEmitter = next(chatgateClient, "receive-message");
 new Emitter(pub, { key: prefix }).to("chat_101").emit("receive-message", { message: "from the emitter", eventid: 101 });
 equal((await fromEmitter)[0].message, "from the emitter", "the emitter's event at the chatgate client");
+
+// All rooms, remote join and leave, remote disconnect.
+const rooms = await io.of("/").adapter.allRooms();
+if (!rooms.has("chat_101") || !rooms.has(chatgateClient.id)) fail(`allRooms: ${[...rooms]}`);
+io.in(chatgateClient.id).socketsJoin("extra");
+const inExtra = async () => (await io.in("extra").fetchSockets()).map((s) => s.id);
+for (let i = 0; !(await inExtra()).includes(chatgateClient.id); i++) {
+  if (i > 100) fail("socketsJoin did not reach chatgate");
+  await new Promise((r) => setTimeout(r, 20));
+}
+io.in(chatgateClient.id).socketsLeave("extra");
+for (let i = 0; (await inExtra()).includes(chatgateClient.id); i++) {
+  if (i > 100) fail("socketsLeave did not reach chatgate");
+  await new Promise((r) => setTimeout(r, 20));
+}
+const disconnected = next(chatgateClient, "disconnect");
+io.in(chatgateClient.id).disconnectSockets();
+equal((await disconnected)[0], "io server disconnect", "disconnectSockets of a chatgate socket");
 
 chatgateClient.close();
 nodeClient.close();

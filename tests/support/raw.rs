@@ -126,6 +126,8 @@ pub struct RawWs {
     ws: WebSocketStream<TcpStream>,
     /// The `chat-history` frame read by the last successful `join_chat`.
     pub last_history: Option<String>,
+    /// Frames read ahead by `join_chat`, returned first by `recv_text`.
+    pending: std::collections::VecDeque<String>,
 }
 
 impl RawWs {
@@ -147,6 +149,7 @@ impl RawWs {
         Ok(RawWs {
             ws,
             last_history: None,
+            pending: Default::default(),
         })
     }
 
@@ -193,6 +196,9 @@ impl RawWs {
 
     /// The next text frame, skipping server pings (answered); `None` once the connection closed.
     pub async fn recv_text(&mut self) -> Option<String> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
         loop {
             let frame = self.recv_raw().await?;
             if frame != "2" {
@@ -212,15 +218,30 @@ impl RawWs {
         .await;
         let reply = self.recv_text().await.expect("a reply to join-chat");
         if reply.starts_with(r#"42["chat-joined""#) {
-            let history = self
-                .recv_text()
-                .await
-                .expect("chat-history after chat-joined");
+            // Others' announcements and messages may come between the two; they are kept for the
+            // next `recv_text`.
+            let mut between = Vec::new();
+            let history = loop {
+                let frame = self
+                    .recv_text()
+                    .await
+                    .expect("chat-history after chat-joined");
+                if frame.starts_with(r#"42["chat-history""#) {
+                    break frame;
+                }
+                assert!(
+                    frame.starts_with(r#"42["user-"#)
+                        || frame.starts_with(r#"42["receive-message""#),
+                    "expected chat-history, got {frame}"
+                );
+                between.push(frame);
+            };
             assert!(
                 history.starts_with(&format!(r#"42["chat-history",{{"eventid":{eventid},"#)),
-                "expected chat-history, got {history}"
+                "chat-history of another event: {history}"
             );
             self.last_history = Some(history);
+            self.pending.extend(between);
         }
         reply
     }

@@ -434,6 +434,42 @@ async fn a_database_outage_delays_storage_never_delivery() {
 }
 
 #[tokio::test]
+async fn a_writer_that_lags_slows_senders_and_stores_everything() {
+    let db = TestDb::create().await;
+    // A queue of two and batches of one: a burst of 60 is far ahead of the writer.
+    let flags = [
+        "--auth",
+        "trust",
+        "--message-rate",
+        "0",
+        "--history-queue",
+        "2",
+        "--history-batch",
+        "1",
+    ];
+    let server = support::chat_gateway(&db.url(), &flags).await;
+    let mut tutor = member(server.addr, 101, 1, "tutor").await;
+    let mut tutee = member(server.addr, 101, 2, "tutee").await;
+    for i in 0..60 {
+        tutor
+            .send_text(&format!(r#"42["send-message",{{"message":"burst {i}"}}]"#))
+            .await;
+    }
+    for i in 0..60 {
+        receive(&mut tutee, &format!("burst {i}")).await;
+    }
+    metric_reaches(server.addr, "chatgate_history_stored_total", 60.0).await;
+    assert_eq!(
+        metric(server.addr, "chatgate_history_dropped_total").await,
+        0.0
+    );
+    let rows = stored(&db).await;
+    assert_eq!(rows.len(), 60, "every message stored");
+    assert!(rows.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(rows[59].1, "burst 59");
+}
+
+#[tokio::test]
 async fn sigterm_stores_what_is_queued_before_exiting() {
     let db = TestDb::create().await;
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;

@@ -8,9 +8,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::payload;
+use super::state::Membership;
 use super::{answer, answer_error, broadcast, chat_state, refuse, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
-use crate::history::{OnStored, StoredMessage};
+use crate::history::{History, OnStored, Place, Slot, StoredMessage};
 use crate::socketio::Socket;
 
 /// The `receive-message` payload: the seed's fields, plus the stored message's `id`.
@@ -66,10 +67,13 @@ pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
 pub const NOT_STORED: &str = "Message delivered but not stored";
 
 pub fn send(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    if let Err(e) = try_send(chat, socket, args, ack) {
-        refuse(socket, ack, e);
+    match try_send(chat, socket, args, ack) {
+        Ok(dispatch) => dispatch,
+        Err(e) => {
+            refuse(socket, ack, e);
+            Dispatch::Done
+        }
     }
-    Dispatch::Done
 }
 
 fn try_send(
@@ -77,7 +81,7 @@ fn try_send(
     socket: &Arc<Socket>,
     args: &[&RawValue],
     ack: Option<u64>,
-) -> Result<(), ChatError> {
+) -> Result<Dispatch, ChatError> {
     let fields = payload::fields(args).unwrap_or_default();
     let Some(member) = chat_state(socket).membership() else {
         return Err(ChatError::NotInRoom);
@@ -96,19 +100,45 @@ fn try_send(
     if message.len() > max && message.chars().count() > max {
         return Err(ChatError::MessageTooLong { max });
     }
+    let message = message.to_owned();
+    // A place in the history writer's queue first: when the database is healthy but behind, the
+    // sender waits for one (flow control) rather than having its message go unstored.
+    match chat.history.reserve() {
+        Slot::Now(place) => deliver(&chat.history, socket, &member, message, ack, place),
+        Slot::Later(wait) => {
+            let history = chat.history.clone();
+            let socket = socket.clone();
+            return Ok(Dispatch::Pending(Box::pin(async move {
+                let place = wait.await;
+                deliver(&history, &socket, &member, message, ack, place);
+            })));
+        }
+    }
+    Ok(Dispatch::Done)
+}
+
+/// Gives the message its id, delivers it to the room and hands it to the history.
+fn deliver(
+    history: &History,
+    socket: &Arc<Socket>,
+    member: &Membership,
+    message: String,
+    ack: Option<u64>,
+    place: Option<Place<'_>>,
+) {
     // Microseconds, as PostgreSQL keeps them: the stored copy reads back exactly as delivered.
     let now = chrono::Utc::now();
     let created_at = now
         .with_nanosecond(now.nanosecond() / 1000 * 1000)
         .unwrap_or(now);
-    chat.history.append(member.eventid, |id| {
+    history.append(member.eventid, place, |id| {
         let stored = StoredMessage {
             id,
             eventid: member.eventid,
             userid: member.userid,
             role: member.role,
             sender_name: member.name.clone(),
-            message: message.to_owned(),
+            message,
             created_at,
         };
         let payload = Encoded::new(&ReceiveMessage::of(&stored));
@@ -127,7 +157,6 @@ fn try_send(
         });
         (stored, on_stored)
     });
-    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::directory::Role;
 use ids::Ids;
 use memory::MemoryStore;
 use postgres::PostgresStore;
+pub use postgres::{Place, Slot};
 
 /// History settings.
 #[derive(Debug, Clone)]
@@ -169,9 +170,22 @@ impl History {
         self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A place in the writer's queue for the next message. `Slot::Later` when the queue is full
+    /// but the database keeps up: the sender waits (at most the query timeout) for a place, which
+    /// slows senders to what the database can store instead of leaving messages unstored. During
+    /// an outage the queue is not waited for: messages are delivered and, once it is full, not
+    /// stored.
+    pub fn reserve(&self) -> Slot<'_> {
+        match &self.store {
+            Store::Postgres(store) => store.reserve(),
+            _ => Slot::Now(None),
+        }
+    }
+
     /// Gives the next message of `eventid`'s chat its id: `deliver(id)` broadcasts it and returns
     /// what to store, with whom to tell once it is stored. Runs under the chat's order lock.
-    pub fn append<F>(&self, eventid: i32, deliver: F)
+    /// `place` is the writer-queue place from [`History::reserve`], if one was taken.
+    pub fn append<F>(&self, eventid: i32, place: Option<Place<'_>>, deliver: F)
     where
         F: FnOnce(i64) -> (StoredMessage, Option<OnStored>),
     {
@@ -183,7 +197,7 @@ impl History {
                 store.push(&mut chats, message);
                 true
             }
-            Store::Postgres(store) => match store.enqueue(message, on_stored) {
+            Store::Postgres(store) => match store.enqueue(message, on_stored, place) {
                 // The writer tells `on_stored` after the commit.
                 Ok(()) => return,
                 Err(on_stored) => {

@@ -29,9 +29,23 @@ const INSERT: &str = "INSERT INTO chatgate_message \
 const PAGE: &str = "SELECT id, userid, role, sender_name, message, created_at \
      FROM chatgate_message WHERE eventid = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
 
-struct Queued {
+pub struct Queued {
     message: StoredMessage,
     on_stored: Option<OnStored>,
+}
+
+/// A reserved place in the writer's queue.
+pub enum Place<'a> {
+    Borrowed(mpsc::Permit<'a, Queued>),
+    Owned(mpsc::OwnedPermit<Queued>),
+}
+
+/// Whether a message may go at once, or must first wait for a place in the queue.
+pub enum Slot<'a> {
+    /// Go: with a place (`None`: no place needed, or none to be had).
+    Now(Option<Place<'a>>),
+    /// Wait for a place (or for the wait to time out: `None`).
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Option<Place<'static>>> + Send>>),
 }
 
 /// What the writer has done, for `/metrics`.
@@ -58,6 +72,8 @@ struct Shared {
     failed_batches: AtomicU64,
     closing: AtomicBool,
     close_now: Notify,
+    /// The last batch was stored (the database keeps up); false after a failed one.
+    healthy: AtomicBool,
     /// Set at shutdown: when the writer gives up on what is still queued.
     deadline: Mutex<Option<tokio::time::Instant>>,
     write_latency: LatencyHistogram,
@@ -92,6 +108,7 @@ impl PostgresStore {
     ) -> std::io::Result<PostgresStore> {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let shared = Arc::new(Shared::default());
+        shared.healthy.store(true, Ordering::Release);
         let writer = Writer {
             pool: write_pool,
             rx,
@@ -121,13 +138,46 @@ impl PostgresStore {
         })
     }
 
-    /// Hands a delivered message to the writer; gives `on_stored` back if the queue is full.
+    /// See [`super::History::reserve`].
+    pub fn reserve(&self) -> Slot<'_> {
+        match self.queue.try_reserve() {
+            Ok(permit) => Slot::Now(Some(Place::Borrowed(permit))),
+            Err(mpsc::error::TrySendError::Full(()))
+                if self.shared.healthy.load(Ordering::Acquire) =>
+            {
+                let queue = self.queue.clone();
+                let wait = self.query_timeout;
+                Slot::Later(Box::pin(async move {
+                    match tokio::time::timeout(wait, queue.reserve_owned()).await {
+                        Ok(Ok(permit)) => Some(Place::Owned(permit)),
+                        _ => None,
+                    }
+                }))
+            }
+            Err(_) => Slot::Now(None),
+        }
+    }
+
+    /// Hands a delivered message to the writer, in its reserved `place` if it has one; gives
+    /// `on_stored` back if there is no room.
     pub fn enqueue(
         &self,
         message: StoredMessage,
         on_stored: Option<OnStored>,
+        place: Option<Place<'_>>,
     ) -> Result<(), Option<OnStored>> {
-        match self.queue.try_send(Queued { message, on_stored }) {
+        let queued = Queued { message, on_stored };
+        if let Some(place) = place {
+            match place {
+                Place::Borrowed(permit) => permit.send(queued),
+                Place::Owned(permit) => {
+                    permit.send(queued);
+                }
+            }
+            self.shared.queued.fetch_add(1, Ordering::AcqRel);
+            return Ok(());
+        }
+        match self.queue.try_send(queued) {
             Ok(()) => {
                 self.shared.queued.fetch_add(1, Ordering::AcqRel);
                 Ok(())
@@ -372,6 +422,7 @@ impl Writer {
             self.shared.write_latency.record(started.elapsed());
             let error = match result {
                 Ok(Ok(())) => {
+                    self.shared.healthy.store(true, Ordering::Release);
                     if backoff > Duration::from_millis(100) {
                         tracing::info!("history: writes resumed");
                     }
@@ -381,6 +432,7 @@ impl Writer {
                 Err(_) => format!("no answer within {:?}", self.timeout),
             };
             self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
+            self.shared.healthy.store(false, Ordering::Release);
             tracing::warn!(
                 error = %error,
                 messages = batch.len(),

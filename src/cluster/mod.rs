@@ -127,11 +127,29 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(incoming) = incoming {
-            tokio::spawn(self.clone().publisher(incoming));
+        // The Redis connections get a thread and runtime of their own: on a busy server's runtime
+        // the publisher would wait behind every connection's task at each round trip, and fall
+        // behind what the chat broadcasts.
+        let cluster = self.clone();
+        let started = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .and_then(|runtime| {
+                std::thread::Builder::new()
+                    .name("chatgate-cluster".into())
+                    .spawn(move || {
+                        runtime.block_on(async move {
+                            if let Some(incoming) = incoming {
+                                tokio::spawn(cluster.clone().publisher(incoming));
+                            }
+                            tokio::spawn(cluster.clone().subscriber());
+                            cluster.counts_beat().await;
+                        })
+                    })
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cluster: cannot start the Redis thread; cluster mode is off");
         }
-        tokio::spawn(self.clone().subscriber());
-        tokio::spawn(self.clone().counts_beat());
     }
 
     // --- out --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the same load against chatgate and against the Node.js socket.io reference (benches/node-ref),
 # one after the other, each server pinned to core 0 with the load tool on core 1, against a freshly
-# seeded PostgreSQL database; prints a table with chatgate/Node ratios. Loopback only.
+# seeded PostgreSQL database; prints a table with chatgate/Node ratios. Loopback only. chatgate runs
+# with --history off: the reference stores nothing either (benches/history.sh measures history).
 #
 #   benches/compare.sh [rate] [saturation] [idle] [churn]      (default: all four)
 #
@@ -23,7 +24,7 @@ prepare_bench
 start_server() {
   case "$1" in
     chatgate) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
-                --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 >"$out/$1.log" 2>&1 & ;;
+                --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off >"$out/$1.log" 2>&1 & ;;
     node) taskset -c 0 node benches/node-ref/server.js --port "$PORT" --database-url "$URL" >"$out/$1.log" 2>&1 & ;;
   esac
   server=$!

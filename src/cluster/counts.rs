@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use tokio::sync::Mutex;
 
 use super::ClusterConfig;
 use crate::socketio::NamespaceEntry;
@@ -35,8 +34,9 @@ return total
 ";
 
 pub struct Counts {
-    client: redis::Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: std::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Asks the publisher for a new connection (a count failed, or the subscriber lost Redis).
+    pub reconnect: tokio::sync::Notify,
     script: redis::Script,
     uid: String,
     prefix: String,
@@ -49,10 +49,10 @@ pub struct Counts {
 const COUNT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Counts {
-    pub fn new(client: redis::Client, config: &ClusterConfig, uid: &str) -> Counts {
+    pub fn new(config: &ClusterConfig, uid: &str) -> Counts {
         Counts {
-            client,
-            conn: Mutex::new(None),
+            conn: std::sync::Mutex::new(None),
+            reconnect: tokio::sync::Notify::new(),
             script: redis::Script::new(CHANGE),
             uid: uid.to_owned(),
             prefix: config.prefix.clone(),
@@ -69,18 +69,24 @@ impl Counts {
         format!("{}-node#", self.prefix)
     }
 
+    /// The publisher's connection (one multiplexed connection per node carries publishes and
+    /// counts); an error until the publisher has connected.
     async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let mut conn = self.conn.lock().await;
-        if let Some(c) = conn.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = self.client.get_multiplexed_async_connection().await?;
-        *conn = Some(c.clone());
-        Ok(c)
+        self.conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the cluster publisher is not connected",
+                ))
+            })
     }
 
-    async fn forget_connection(&self) {
-        *self.conn.lock().await = None;
+    /// Called by the publisher with each new connection.
+    pub fn use_connection(&self, conn: MultiplexedConnection) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
     }
 
     /// Applies this node's change of `delta` members in `room` and returns the room's member count
@@ -102,7 +108,7 @@ impl Counts {
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, room, "cluster: count not updated");
                 self.dirty.store(true, Ordering::Release);
-                self.forget_connection().await;
+                self.reconnect.notify_one();
                 local
             }
             Err(_) => {
@@ -136,7 +142,7 @@ impl Counts {
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cluster: liveness beat failed");
                 self.dirty.store(true, Ordering::Release);
-                self.forget_connection().await;
+                self.reconnect.notify_one();
             }
             Err(_) => self.dirty.store(true, Ordering::Release),
         }
@@ -164,7 +170,6 @@ impl Counts {
             Ok(Ok(())) => tracing::debug!("cluster: counts written"),
             _ => {
                 self.dirty.store(true, Ordering::Release);
-                self.forget_connection().await;
             }
         }
     }

@@ -4,8 +4,8 @@
 //! - `wire.rs`: the adapter's message format (msgpack, as `notepack.io` writes it).
 //! - `counts.rs`: cluster-wide member counts, one Redis hash per room with a count per node and a
 //!   liveness key per node, updated by a Lua script.
-//! - here: the link to Redis: one publisher connection (multiplexed, pipelining what has queued up)
-//!   and one subscriber connection per node, both reconnecting by themselves.
+//! - here: the link to Redis: one multiplexed connection (publishes, pipelined, and the counts'
+//!   scripts) and one subscriber connection per node, both reconnecting by themselves.
 //!
 //! A broadcast is delivered to the local members of its room by the node that makes it (the frame
 //! built once), and published once to Redis; other nodes deliver it to their own members. Pub/sub is
@@ -90,7 +90,7 @@ impl Cluster {
         let uid = node_uid();
         let (outgoing, incoming) = mpsc::channel(PUBLISH_QUEUE);
         Ok(Arc::new(Cluster {
-            counts: counts::Counts::new(client.clone(), &config, &uid),
+            counts: counts::Counts::new(&config, &uid),
             uid,
             config,
             client,
@@ -184,6 +184,7 @@ impl Cluster {
             let mut conn = match self.client.get_multiplexed_async_connection().await {
                 Ok(c) => {
                     backoff = Duration::from_millis(100);
+                    self.counts.use_connection(c.clone());
                     self.publishing.store(true, Ordering::Release);
                     tracing::info!("cluster: publisher connected");
                     c
@@ -218,6 +219,10 @@ impl Cluster {
                                     Err(_) => break,
                                 }
                             }
+                        }
+                        () = self.counts.reconnect.notified() => {
+                            self.publishing.store(false, Ordering::Release);
+                            break;
                         }
                         _ = ping.tick() => {
                             if redis::cmd("PING").query_async::<()>(&mut conn).await.is_err() {
@@ -293,6 +298,9 @@ impl Cluster {
                 }
             }
             self.subscribed.store(false, Ordering::Release);
+            // Redis went away: the publisher's connection is as dead as this one.
+            self.publishing.store(false, Ordering::Release);
+            self.counts.reconnect.notify_one();
             tracing::warn!("cluster: subscription lost; reconnecting");
         }
     }

@@ -187,6 +187,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
                 url: url.clone(),
                 prefix: args.cluster_prefix.clone(),
                 liveness: Duration::from_millis(args.cluster_liveness_ms.max(300)),
+                linger: Duration::from_millis(args.cluster_linger_ms),
             })
             .map_err(StartError::Cluster)?,
         ),

@@ -233,6 +233,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_CLUSTER_LIVENESS_MS", default_value_t = 10_000)]
     pub cluster_liveness_ms: u64,
 
+    /// Milliseconds the cluster publisher lets broadcasts gather into one write to Redis (less CPU
+    /// per message, that much more latency between nodes). 0: publish each at once.
+    #[arg(long, env = "CHATGATE_CLUSTER_LINGER_MS", default_value_t = 1)]
+    pub cluster_linger_ms: u64,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]

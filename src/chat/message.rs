@@ -101,20 +101,40 @@ fn try_send(
         return Err(ChatError::MessageTooLong { max });
     }
     let message = message.to_owned();
-    // A place in the history writer's queue first: when the database is healthy but behind, the
-    // sender waits for one (flow control) rather than having its message go unstored.
-    match chat.history.reserve() {
-        Slot::Now(place) => deliver(&chat.history, socket, &member, message, ack, place),
-        Slot::Later(wait) => {
-            let history = chat.history.clone();
-            let socket = socket.clone();
-            return Ok(Dispatch::Pending(Box::pin(async move {
-                let place = wait.await;
-                deliver(&history, &socket, &member, message, ack, place);
-            })));
+    // Flow control: when the cluster's publish queue is full while Redis is up, or the history
+    // writer's queue is full while the database keeps up, the sender waits for room (its later
+    // packets wait behind it) rather than having its message lost to the other nodes or to history.
+    let publish_room = socket.cluster().and_then(|c| c.wait_for_room());
+    if publish_room.is_none() {
+        match chat.history.reserve() {
+            Slot::Now(place) => {
+                deliver(&chat.history, socket, &member, message, ack, place);
+                return Ok(Dispatch::Done);
+            }
+            Slot::Later(wait) => {
+                let history = chat.history.clone();
+                let socket = socket.clone();
+                return Ok(Dispatch::Pending(Box::pin(async move {
+                    let place = wait.await;
+                    deliver(&history, &socket, &member, message, ack, place);
+                })));
+            }
         }
     }
-    Ok(Dispatch::Done)
+    let history = chat.history.clone();
+    let socket = socket.clone();
+    Ok(Dispatch::Pending(Box::pin(async move {
+        if let Some(room) = publish_room {
+            room.await;
+        }
+        match history.reserve() {
+            Slot::Now(place) => deliver(&history, &socket, &member, message, ack, place),
+            Slot::Later(wait) => {
+                let place = wait.await;
+                deliver(&history, &socket, &member, message, ack, place);
+            }
+        }
+    })))
 }
 
 /// Gives the message its id, delivers it to the room and hands it to the history.

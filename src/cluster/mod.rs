@@ -177,6 +177,23 @@ impl Cluster {
         }
     }
 
+    /// When the publish queue is full while Redis is up: a wait (at most 2 s) until it has room.
+    /// A sender awaits it before its message, so overload slows senders instead of dropping their
+    /// broadcasts for the other nodes. `None` when there is room, or Redis is away (then nothing
+    /// waits: pub/sub is at-most-once).
+    pub fn wait_for_room(
+        &self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        if self.outgoing.capacity() > 0 || !self.link_up() {
+            return None;
+        }
+        let queue = self.outgoing.clone();
+        Some(Box::pin(async move {
+            // The place is given back at once: the broadcast itself takes one a moment later.
+            let _ = tokio::time::timeout(Duration::from_secs(2), queue.reserve_owned()).await;
+        }))
+    }
+
     async fn publisher(self: Arc<Self>, mut queue: mpsc::Receiver<Publish>) {
         let mut batch: Vec<Publish> = Vec::new();
         let mut backoff = Duration::from_millis(100);

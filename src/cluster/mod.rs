@@ -357,9 +357,9 @@ impl Cluster {
         let mut packet = Packet::new(kind, ByteStr::from(message.nsp)).with_data(message.data);
         packet.attachments = message.attachments;
         let item = packet_item(&packet);
-        namespace
-            .rooms
-            .broadcast_to(&message.rooms, &message.except, &item);
+        for socket in namespace.select(&message.rooms, &message.except) {
+            let _ = socket.send(item.clone());
+        }
     }
 
     /// Publishes an answer to a request on the common response channel.

@@ -45,7 +45,8 @@ pub(super) fn handle(cluster: &Arc<Cluster>, namespace: &Arc<NamespaceEntry>, pa
     match kind {
         0 => {
             let rooms = strings(&request["rooms"]);
-            let ids: Vec<String> = matching(namespace, &rooms, &[])
+            let ids: Vec<String> = namespace
+                .select(&rooms, &[])
                 .iter()
                 .map(|s| s.id().to_string())
                 .collect();
@@ -57,14 +58,20 @@ pub(super) fn handle(cluster: &Arc<Cluster>, namespace: &Arc<NamespaceEntry>, pa
                 .counts()
                 .into_iter()
                 .map(|(room, _)| room.into())
-                .chain(local_sockets(namespace).iter().map(|s| s.id().to_string()))
+                .chain(
+                    namespace
+                        .select(&[], &[])
+                        .iter()
+                        .map(|s| s.id().to_string()),
+                )
                 .collect();
             cluster.respond_json(json!({ "requestId": request_id, "rooms": rooms }));
         }
         2..=4 => remote_change(cluster, namespace, kind, &request, request_id),
         5 if !from_self => {
             let (rooms, except) = opts(&request);
-            let sockets: Vec<Json> = matching(namespace, &rooms, &except)
+            let sockets: Vec<Json> = namespace
+                .select(&rooms, &except)
                 .iter()
                 .map(|s| describe(s))
                 .collect();
@@ -105,43 +112,6 @@ fn opts(request: &Json) -> (Vec<String>, Vec<String>) {
         strings(&request["opts"]["rooms"]),
         strings(&request["opts"]["except"]),
     )
-}
-
-fn local_sockets(namespace: &NamespaceEntry) -> Vec<Arc<Socket>> {
-    namespace
-        .sockets
-        .as_ref()
-        .map(|s| s.values_cloned())
-        .unwrap_or_default()
-}
-
-/// The local sockets in any of `rooms` (all of them if `rooms` is empty; a socket id counts as
-/// the room of that socket), minus those named or in a room named in `except`.
-fn matching(namespace: &NamespaceEntry, rooms: &[String], except: &[String]) -> Vec<Arc<Socket>> {
-    let by_id = |id: &str| namespace.sockets.as_ref().and_then(|s| s.get_cloned(id));
-    let mut found: Vec<Arc<Socket>> = Vec::new();
-    let mut add = |s: Arc<Socket>| {
-        if !found.iter().any(|f| Arc::ptr_eq(f, &s)) {
-            found.push(s);
-        }
-    };
-    if rooms.is_empty() {
-        local_sockets(namespace).into_iter().for_each(&mut add);
-    } else {
-        for room in rooms {
-            if let Some(members) = namespace.rooms.members(room) {
-                members.iter().cloned().for_each(&mut add);
-            } else if let Some(s) = by_id(room) {
-                add(s);
-            }
-        }
-    }
-    found.retain(|s| {
-        !except
-            .iter()
-            .any(|e| e.as_str() == s.id().as_str() || s.rooms().iter().any(|r| **r == **e))
-    });
-    found
 }
 
 /// A socket as `fetchSockets()` describes it.
@@ -189,7 +159,7 @@ fn remote_change(
             .collect(),
         None => {
             let (rooms, except) = opts(request);
-            matching(namespace, &rooms, &except)
+            namespace.select(&rooms, &except)
         }
     };
     let mut rooms = strings(&request["rooms"]);
@@ -236,7 +206,7 @@ fn broadcast_with_ack(
         return cluster.malformed("broadcast with ack without [event, ...args]");
     }
     let (rooms, except) = opts(request);
-    let targets = matching(namespace, &rooms, &except);
+    let targets = namespace.select(&rooms, &except);
     cluster.respond_json(json!({
         "type": 8,
         "requestId": request_id,

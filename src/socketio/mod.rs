@@ -12,7 +12,7 @@ pub mod client;
 pub mod rooms;
 pub mod socket;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +117,40 @@ pub struct NamespaceEntry {
     pub cluster: Option<Arc<Cluster>>,
     /// Every connected socket by id, kept in cluster mode only (other nodes ask about sockets).
     pub sockets: Option<crate::sharded::ShardedMap<ByteStr, Arc<Socket>>>,
+}
+
+impl NamespaceEntry {
+    /// The local sockets a cluster message addresses (Socket.IO's room semantics): the members of
+    /// any of `rooms`, a socket id counting as the room of that socket, or every socket when
+    /// `rooms` is empty; minus the sockets named in `except` and the members of rooms named there.
+    /// Each socket once. Sockets by id are known in cluster mode only.
+    pub fn select(&self, rooms: &[String], except: &[String]) -> Vec<Arc<Socket>> {
+        let by_id = |id: &str| self.sockets.as_ref().and_then(|s| s.get_cloned(id));
+        let mut excluded: HashSet<*const Socket> = HashSet::new();
+        for name in except {
+            match self.rooms.members(name) {
+                Some(members) => excluded.extend(members.iter().map(Arc::as_ptr)),
+                None => excluded.extend(by_id(name).as_ref().map(Arc::as_ptr)),
+            }
+        }
+        let mut found = Vec::new();
+        let mut add = |socket: Arc<Socket>| {
+            if excluded.insert(Arc::as_ptr(&socket)) {
+                found.push(socket);
+            }
+        };
+        if rooms.is_empty() {
+            let all = self.sockets.as_ref().map(|s| s.values_cloned());
+            all.unwrap_or_default().into_iter().for_each(&mut add);
+        }
+        for room in rooms {
+            match self.rooms.members(room) {
+                Some(members) => members.iter().cloned().for_each(&mut add),
+                None => by_id(room).into_iter().for_each(&mut add),
+            }
+        }
+        found
+    }
 }
 
 /// Socket.IO settings.

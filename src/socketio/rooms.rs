@@ -92,39 +92,6 @@ impl Rooms {
             .collect()
     }
 
-    /// Queues `item` once to each member of any of `rooms`, except sockets whose id is in `except`
-    /// and members of rooms named in `except` (a broadcast from another node); returns how many it
-    /// was queued to.
-    pub fn broadcast_to(&self, rooms: &[String], except: &[String], item: &Outgoing) -> usize {
-        let mut excluded: Vec<*const Socket> = Vec::new();
-        for name in except {
-            if let Some(members) = self.members(name) {
-                excluded.extend(members.iter().map(Arc::as_ptr));
-            }
-        }
-        let mut done: Vec<*const Socket> = Vec::new();
-        let mut sent = 0;
-        for room in rooms {
-            let Some(members) = self.members(room) else {
-                continue;
-            };
-            for member in members.iter() {
-                let ptr = Arc::as_ptr(member);
-                if excluded.contains(&ptr)
-                    || done.contains(&ptr)
-                    || except.iter().any(|id| id.as_str() == member.id().as_str())
-                {
-                    continue;
-                }
-                done.push(ptr);
-                if member.session().send(item.clone()).is_ok() {
-                    sent += 1;
-                }
-            }
-        }
-        sent
-    }
-
     /// Queues `item` to every member of `room` except `except`; returns how many it was queued to.
     /// Never waits: a member whose queue is full is disconnected as a slow consumer (see
     /// `Session::send`) and the others still get the item.

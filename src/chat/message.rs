@@ -106,19 +106,9 @@ fn try_send(
     // packets wait behind it) rather than having its message lost to the other nodes or to history.
     let publish_room = socket.cluster().and_then(|c| c.wait_for_room());
     if publish_room.is_none() {
-        match chat.history.reserve() {
-            Slot::Now(place) => {
-                deliver(&chat.history, socket, &member, message, ack, place);
-                return Ok(Dispatch::Done);
-            }
-            Slot::Later(wait) => {
-                let history = chat.history.clone();
-                let socket = socket.clone();
-                return Ok(Dispatch::Pending(Box::pin(async move {
-                    let place = wait.await;
-                    deliver(&history, &socket, &member, message, ack, place);
-                })));
-            }
+        if let Slot::Now(place) = chat.history.reserve() {
+            deliver(&chat.history, socket, &member, message, ack, place);
+            return Ok(Dispatch::Done);
         }
     }
     let history = chat.history.clone();
@@ -127,13 +117,11 @@ fn try_send(
         if let Some(room) = publish_room {
             room.await;
         }
-        match history.reserve() {
-            Slot::Now(place) => deliver(&history, &socket, &member, message, ack, place),
-            Slot::Later(wait) => {
-                let place = wait.await;
-                deliver(&history, &socket, &member, message, ack, place);
-            }
-        }
+        let place = match history.reserve() {
+            Slot::Now(place) => place,
+            Slot::Later(wait) => wait.await,
+        };
+        deliver(&history, &socket, &member, message, ack, place);
     })))
 }
 

@@ -69,6 +69,16 @@ impl Counts {
         format!("{}-node#", self.prefix)
     }
 
+    /// `SET <node key> 1 PX <liveness>`: this node is alive for one more liveness window.
+    fn liveness_set(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}{}", self.node_prefix(), self.uid))
+            .arg("1")
+            .arg("PX")
+            .arg(self.liveness.as_millis() as u64);
+        cmd
+    }
+
     /// The publisher's connection (one multiplexed connection per node carries publishes and
     /// counts); an error until the publisher has connected.
     async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
@@ -123,11 +133,8 @@ impl Counts {
     pub async fn beat(&self, namespace: &NamespaceEntry) {
         let run = async {
             let mut conn = self.connection().await?;
-            let previous: Option<String> = redis::cmd("SET")
-                .arg(format!("{}{}", self.node_prefix(), self.uid))
-                .arg("1")
-                .arg("PX")
-                .arg(self.liveness.as_millis() as u64)
+            let previous: Option<String> = self
+                .liveness_set()
                 .arg("GET")
                 .query_async(&mut conn)
                 .await?;
@@ -154,12 +161,7 @@ impl Counts {
         let run = async {
             let mut conn = self.connection().await?;
             let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(format!("{}{}", self.node_prefix(), self.uid))
-                .arg("1")
-                .arg("PX")
-                .arg(self.liveness.as_millis() as u64)
-                .ignore();
+            pipe.add_command(self.liveness_set()).ignore();
             for (room, count) in namespace.rooms.counts() {
                 pipe.hset(self.room_key(&nsp, &room), &self.uid, count)
                     .ignore();

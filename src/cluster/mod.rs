@@ -171,7 +171,14 @@ impl Cluster {
                 return;
             }
         };
-        let channel = wire::broadcast_channel(&self.config.prefix, nsp, &rooms);
+        self.enqueue(
+            wire::broadcast_channel(&self.config.prefix, nsp, &rooms),
+            bytes,
+        );
+    }
+
+    /// Hands a message to the publisher; counts it as dropped if the queue is full.
+    fn enqueue(&self, channel: String, bytes: Vec<u8>) {
         if self.outgoing.try_send((channel, bytes)).is_err() {
             self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -365,9 +372,7 @@ impl Cluster {
     /// Publishes an answer to a request on the common response channel.
     fn respond(&self, bytes: Vec<u8>) {
         let channel = format!("{}-response#{}#", self.config.prefix, self.nsp_name());
-        if self.outgoing.try_send((channel, bytes)).is_err() {
-            self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.enqueue(channel, bytes);
     }
 
     fn respond_json(&self, answer: serde_json::Value) {

@@ -9,8 +9,16 @@ use std::time::Duration;
 use serde_json::Value;
 use support::binary::{start, Running};
 use support::db::TestDb;
-use support::raw::RawWs;
+use support::raw::{event_payload as payload, RawWs};
 use support::redis_server::RedisServer;
+
+/// Waits until the node has subscribed to Redis (said in its log, maybe before the start-up
+/// lines `start` read).
+async fn subscribed(node: &mut Running) {
+    if !node.log.iter().any(|l| l.contains("cluster: subscribed")) {
+        node.log_line("cluster: subscribed").await;
+    }
+}
 
 /// Starts node `n` of a cluster on `redis` and `db`; returns when it is subscribed.
 async fn node(redis: &RedisServer, db: &TestDb, n: u8, extra: &[&str]) -> Running {
@@ -35,20 +43,8 @@ async fn node(redis: &RedisServer, db: &TestDb, n: u8, extra: &[&str]) -> Runnin
     ];
     args.extend_from_slice(extra);
     let mut running = start(&args).await;
-    if !running
-        .log
-        .iter()
-        .any(|l| l.contains("cluster: subscribed"))
-    {
-        running.log_line("cluster: subscribed").await;
-    }
+    subscribed(&mut running).await;
     running
-}
-
-fn payload(frame: &str, event: &str) -> Value {
-    let v: Value = serde_json::from_str(frame.strip_prefix("42").expect("an event")).expect("JSON");
-    assert_eq!(v[0], event, "{frame}");
-    v[1].clone()
 }
 
 /// The next frame that is not a message or typing: a join/leave announcement or a reply.
@@ -276,15 +272,8 @@ async fn a_killed_node_leaves_the_counts_and_redis_can_restart() {
 async fn a_mixed_cluster_with_node_socket_io() {
     let redis = RedisServer::start().await;
     let redis_url = redis.url();
-    let chatgate = start(&["--cluster", &redis_url, "--cluster-prefix", "mixed"]).await;
-    let mut chatgate = chatgate;
-    if !chatgate
-        .log
-        .iter()
-        .any(|l| l.contains("cluster: subscribed"))
-    {
-        chatgate.log_line("cluster: subscribed").await;
-    }
+    let mut chatgate = start(&["--cluster", &redis_url, "--cluster-prefix", "mixed"]).await;
+    subscribed(&mut chatgate).await;
     let out = support::node_peer("mixed.mjs", &[&chatgate.url, &redis_url, "mixed"]).await;
     assert!(out.contains("ok"), "{out}");
 }
@@ -315,11 +304,7 @@ impl Drop for Nginx {
 }
 
 async fn nginx(nodes: [std::net::SocketAddr; 2]) -> Nginx {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("address")
-        .port();
+    let port = support::free_port();
     let example = std::fs::read_to_string(support::repo_path("docs/deploy/nginx.conf"))
         .expect("the example configuration");
     let conf = example
@@ -378,9 +363,7 @@ async fn load_balancer_with_sticky_polling() {
     let mut a = start(&flags).await;
     let mut b = start(&flags).await;
     for node in [&mut a, &mut b] {
-        if !node.log.iter().any(|l| l.contains("cluster: subscribed")) {
-            node.log_line("cluster: subscribed").await;
-        }
+        subscribed(node).await;
     }
     let lb = nginx([a.addr(), b.addr()]).await;
     let url = format!("http://127.0.0.1:{}", lb.port);

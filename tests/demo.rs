@@ -52,11 +52,7 @@ async fn unreachable_database_at_start_is_retried_and_recovered() {
         "300",
     ])
     .await;
-    let addr: std::net::SocketAddr = running
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
+    let addr = running.addr();
     running.log_line("database unreachable; retrying").await;
     let status = |path: &'static str| async move {
         support::raw::http(addr, "GET", path, &[], b"").await.status
@@ -96,29 +92,14 @@ async fn database_without_a_secret_refuses_to_start() {
 /// frame the client received before the connection closed; asserts a clean exit.
 async fn frames_at_sigterm(args: &[&str]) -> Vec<String> {
     let mut running = start(args).await;
-    let addr: std::net::SocketAddr = running
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
-    let mut ws = support::raw::RawWs::socketio(addr).await;
+    let mut ws = support::raw::RawWs::socketio(running.addr()).await;
     assert!(ws.join_chat(101, 1, "tutor").await.contains("chat-joined"));
-    let pid = running.child.id().expect("pid").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(status.success());
+    running.signal_term().await;
     let mut frames = Vec::new();
     while let Some(frame) = ws.recv_text().await {
         frames.push(frame);
     }
-    let exit = tokio::time::timeout(Duration::from_secs(10), running.child.wait())
-        .await
-        .expect("exits within the grace period")
-        .expect("exit status");
-    assert!(exit.success(), "{exit}");
+    running.clean_exit(Duration::from_secs(10)).await;
     frames
 }
 
@@ -138,9 +119,7 @@ async fn sigterm_with_reconnect_notice_only_closes_the_transport() {
 
 #[tokio::test]
 async fn json_logs_and_a_separate_admin_address() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let admin = free.local_addr().expect("address");
-    drop(free);
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let admin_arg = admin.to_string();
     let running = start(&["--log-format", "json", "--admin-listen", &admin_arg]).await;
     for line in &running.log {
@@ -148,11 +127,7 @@ async fn json_logs_and_a_separate_admin_address() {
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(parsed["level"].is_string(), "{line}");
     }
-    let main: std::net::SocketAddr = running
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
+    let main = running.addr();
     let get = |addr, path: &'static str| async move {
         support::raw::http(addr, "GET", path, &[], b"").await.status
     };

@@ -10,19 +10,10 @@ use serde_json::Value;
 use support::binary::start;
 use support::db::TestDb;
 use support::proxy::Proxy;
+use support::raw::event_payload as payload;
 use support::raw::RawWs;
 
 const TRUST: &[&str] = &["--auth", "trust"];
-
-/// The payload of an event frame `42["name",{...}]`, checking the name.
-fn payload(frame: &str, event: &str) -> Value {
-    let body = frame
-        .strip_prefix("42")
-        .unwrap_or_else(|| panic!("not an event: {frame}"));
-    let v: Value = serde_json::from_str(body).expect("event JSON");
-    assert_eq!(v[0], event, "{frame}");
-    v[1].clone()
-}
 
 /// `(messages, has_more)` of a `chat-history` frame.
 fn page(frame: &str, eventid: i32) -> (Vec<Value>, bool) {
@@ -495,20 +486,10 @@ async fn sigterm_stores_what_is_queued_before_exiting() {
         send(&mut tutor, &format!("queued {i}")).await;
     }
     // The messages wait in the queue while the database is away; SIGTERM arrives, then it returns.
-    let pid = running.child.id().expect("running").to_string();
-    let status = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(status.success());
+    running.signal_term().await;
     running.log_line("shutting down").await;
     proxy.up();
-    let exit = tokio::time::timeout(Duration::from_secs(30), running.child.wait())
-        .await
-        .expect("exits within the grace period")
-        .expect("exit status");
-    assert!(exit.success(), "{exit}");
+    running.clean_exit(Duration::from_secs(30)).await;
     let rows = stored(&db).await;
     assert_eq!(rows.len(), 50, "every queued message stored at shutdown");
     assert_eq!(rows[49].1, "queued 49");

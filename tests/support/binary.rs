@@ -90,8 +90,8 @@ impl Running {
             .expect("an address")
     }
 
-    /// Sends SIGTERM and waits (at most 20 s) for a clean exit.
-    pub async fn terminate(&mut self) {
+    /// Sends SIGTERM.
+    pub async fn signal_term(&self) {
         let pid = self.child.id().expect("running").to_string();
         let status = Command::new("kill")
             .args(["-TERM", &pid])
@@ -99,10 +99,20 @@ impl Running {
             .await
             .expect("kill");
         assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+    }
+
+    /// Waits (at most `limit`) for the process to exit, and asserts it exited with 0.
+    pub async fn clean_exit(&mut self, limit: Duration) {
+        let exit = tokio::time::timeout(limit, self.child.wait())
             .await
             .expect("exits within the grace period")
             .expect("exit status");
         assert!(exit.success(), "{exit}");
+    }
+
+    /// Sends SIGTERM and waits (at most 20 s) for a clean exit.
+    pub async fn terminate(&mut self) {
+        self.signal_term().await;
+        self.clean_exit(Duration::from_secs(20)).await;
     }
 }

@@ -56,6 +56,14 @@ pub async fn start_with(router: Router, config: ServerConfig) -> TestServer {
     }
 }
 
+/// A TCP port nothing listens on right now (for a process the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on loopback")
+        .port()
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }

@@ -265,3 +265,13 @@ impl RawWs {
         );
     }
 }
+
+/// The payload of an event frame `42["name",{...}]`, asserting the event's name.
+pub fn event_payload(frame: &str, event: &str) -> serde_json::Value {
+    let body = frame
+        .strip_prefix("42")
+        .unwrap_or_else(|| panic!("not an event: {frame}"));
+    let v: serde_json::Value = serde_json::from_str(body).expect("event JSON");
+    assert_eq!(v[0], event, "{frame}");
+    v[1].clone()
+}

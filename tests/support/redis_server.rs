@@ -16,11 +16,7 @@ impl RedisServer {
         // A port another test took between our probe and the server's bind makes the server
         // exit: try another one.
         for _ in 0..20 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .expect("a free port")
-                .local_addr()
-                .expect("address")
-                .port();
+            let port = super::free_port();
             if let Some(child) = spawn(port).await {
                 return RedisServer { port, child };
             }

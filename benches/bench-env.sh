@@ -9,3 +9,13 @@ prepare_bench() {
   psql -q -h 127.0.0.1 -U postgres -v events=10000 -f benches/seed.sql "$DB" >/dev/null 2>&1
   cargo build --release -q -p chatgate -p chatgate-load
 }
+
+# Waits until a server answers an Engine.IO handshake on 127.0.0.1:PORT (10 s at most); otherwise
+# prints its log and exits.  wait_listening PORT LOG NAME
+wait_listening() {
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$1/socket.io/?EIO=4&transport=polling" && return
+    sleep 0.1
+  done
+  echo "$3 did not start"; cat "$2"; exit 1
+}

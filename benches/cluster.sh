@@ -29,11 +29,7 @@ start_node() { # port node-id [flags...]
     --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off \
     --node-id "$id" "$@" >"$out/node-$port.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/socket.io/?EIO=4&transport=polling" && return
-    sleep 0.1
-  done
-  echo "node on $port did not start"; cat "$out/node-$port.log"; exit 1
+  wait_listening "$port" "$out/node-$port.log" "node on $port"
 }
 
 load() { # label pids [load-tool args...]

@@ -28,11 +28,7 @@ start_server() {
     node) taskset -c 0 node benches/node-ref/server.js --port "$PORT" --database-url "$URL" >"$out/$1.log" 2>&1 & ;;
   esac
   server=$!
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/socket.io/?EIO=4&transport=polling" && return
-    sleep 0.1
-  done
-  echo "$1 did not start"; cat "$out/$1.log"; exit 1
+  wait_listening "$PORT" "$out/$1.log" "$1"
 }
 
 load() {

@@ -25,11 +25,7 @@ start_server() {
     --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 \
     --history "$1" >"$out/$1.log" 2>&1 &
   server=$!
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/socket.io/?EIO=4&transport=polling" && return
-    sleep 0.1
-  done
-  echo "chatgate --history $1 did not start"; cat "$out/$1.log"; exit 1
+  wait_listening "$PORT" "$out/$1.log" "chatgate --history $1"
 }
 
 load() {

@@ -21,7 +21,7 @@ prepare_bench
 taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" --auth trust \
   --workers 1 --message-rate 0 --handshake-rate 0 >"$out/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.1; done
+wait_listening "$PORT" "$out/server.log" chatgate
 
 echo "elapsed_s,rss_kib,open_fds,sessions" >"$out/samples.csv"
 (

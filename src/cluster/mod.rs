@@ -164,7 +164,7 @@ impl Cluster {
         };
         let rooms = [room.to_owned()];
         let except: Vec<String> = except.map(str::to_owned).into_iter().collect();
-        let bytes = match wire::encode_broadcast(&self.uid, nsp, data.as_str(), &rooms, &except) {
+        let bytes = match wire::encode_broadcast(&self.uid, nsp, &data, &rooms, &except) {
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(error = %e, "cluster: broadcast not encodable");
@@ -411,19 +411,24 @@ fn drain(queue: &mut mpsc::Receiver<Publish>) -> u64 {
 }
 
 /// The event array of a frame built by this node (`42[...]`, or `42/nsp,[...]`).
-fn event_data(item: &Outgoing) -> Option<ByteStr> {
+fn event_data(item: &Outgoing) -> Option<std::borrow::Cow<'_, str>> {
     use chatgate_codec::engine::Frame;
     let Some(Frame::Text(text)) = item.frames().first() else {
         return None;
     };
-    // A frame of the main namespace without an ack id, as the chat builds them: `42[...]`.
-    if let Some(data) = text.as_str().strip_prefix("42[") {
-        return Some(ByteStr::from(format!("[{data}")));
+    // A frame of the main namespace without an ack id, as the chat builds them: `42[...]`. The
+    // array is the rest of the frame, read in place.
+    if let Some(data) = text.as_str().strip_prefix("42") {
+        if data.starts_with('[') {
+            return Some(std::borrow::Cow::Borrowed(data));
+        }
     }
     // Otherwise skip the Engine.IO message digit; the rest is a Socket.IO packet.
     let packet = ByteStr::from(text.as_str().get(1..)?.to_owned());
     match Packet::decode(packet, &chatgate_codec::Limits::DEFAULT) {
-        Ok(chatgate_codec::socket::Decoded::Complete(p)) if p.kind == Kind::Event => p.data,
+        Ok(chatgate_codec::socket::Decoded::Complete(p)) if p.kind == Kind::Event => p
+            .data
+            .map(|d| std::borrow::Cow::Owned(d.as_str().to_owned())),
         _ => None,
     }
 }

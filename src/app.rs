@@ -112,6 +112,7 @@ pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
         linger: Duration::from_millis(args.history_linger_ms),
         query_timeout: Duration::from_millis(args.db_query_timeout_ms),
         node_id: args.node_id,
+        read_flush: Duration::from_millis(args.read_flush_ms),
     };
     Ok(Arc::new(match (args.history, &args.database_url) {
         (Switch::Off, _) => History::off(config),
@@ -173,6 +174,16 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
                 per_second: args.typing_rate,
                 burst: args.typing_burst,
             },
+            read_rate: RateLimit {
+                per_second: args.read_rate,
+                burst: args.read_burst,
+            },
+            reaction_rate: RateLimit {
+                per_second: args.reaction_rate,
+                burst: args.reaction_burst,
+            },
+            edit_window: Duration::from_secs(args.edit_window_secs),
+            edit_audit: args.edit_audit == Switch::On,
         },
     );
     let config = engine_config(args);

@@ -220,6 +220,36 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_HISTORY_LINGER_MS", default_value_t = 5)]
     pub history_linger_ms: u64,
 
+    /// Milliseconds `mark-read`s gather before they are applied together (at most one database
+    /// write per member and chat per interval; `messages-read` is told after it).
+    #[arg(long, env = "CHATGATE_READ_FLUSH_MS", default_value_t = 200)]
+    pub read_flush_ms: u64,
+
+    /// `mark-read` events per second a socket may send on average (0: unlimited).
+    #[arg(long, env = "CHATGATE_READ_RATE", default_value_t = 20.0)]
+    pub read_rate: f64,
+
+    /// `mark-read` events a socket may send in a burst.
+    #[arg(long, env = "CHATGATE_READ_BURST", default_value_t = 40.0)]
+    pub read_burst: f64,
+
+    /// `react-message` events per second a socket may send on average (0: unlimited).
+    #[arg(long, env = "CHATGATE_REACTION_RATE", default_value_t = 10.0)]
+    pub reaction_rate: f64,
+
+    /// `react-message` events a socket may send in a burst.
+    #[arg(long, env = "CHATGATE_REACTION_BURST", default_value_t = 20.0)]
+    pub reaction_burst: f64,
+
+    /// Seconds after sending during which its author may edit a message (deleting has no limit).
+    #[arg(long, env = "CHATGATE_EDIT_WINDOW_SECS", default_value_t = 900)]
+    pub edit_window_secs: u64,
+
+    /// Keep the text a message had before each edit or deletion in `chatgate_message_audit`
+    /// (PostgreSQL only). Off: the old text is gone.
+    #[arg(long, env = "CHATGATE_EDIT_AUDIT", value_enum, default_value_t = Switch::Off)]
+    pub edit_audit: Switch,
+
     /// Cluster mode: a Redis URL (`redis://host:port`). Nodes sharing it serve the same chats, and
     /// speak the protocol of `@socket.io/redis-adapter` 8.x (classic mode).
     #[arg(long, env = "CHATGATE_CLUSTER")]

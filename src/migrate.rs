@@ -28,6 +28,40 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
          );
          CREATE INDEX chatgate_message_eventid_id ON chatgate_message (eventid, id);",
     ),
+    (
+        3,
+        "read receipts, reactions, edits and deletions",
+        // A deleted message keeps its row (a tombstone: `deleted_at` set, text emptied) so that
+        // history pages keep their ids and a client can draw "message deleted". Reactions go with
+        // their message. The audit table is written only with `--edit-audit on`.
+        "ALTER TABLE chatgate_message
+             ADD COLUMN edited_at  timestamptz,
+             ADD COLUMN deleted_at timestamptz;
+         CREATE TABLE chatgate_read (
+             eventid      integer NOT NULL,
+             userid       integer NOT NULL,
+             role         text NOT NULL CHECK (role IN ('tutor', 'tutee')),
+             last_read_id bigint NOT NULL,
+             read_at      timestamptz NOT NULL,
+             PRIMARY KEY (eventid, userid)
+         );
+         CREATE TABLE chatgate_reaction (
+             message_id bigint NOT NULL REFERENCES chatgate_message (id) ON DELETE CASCADE,
+             userid     integer NOT NULL,
+             emoji      text NOT NULL,
+             created_at timestamptz NOT NULL,
+             PRIMARY KEY (message_id, userid, emoji)
+         );
+         CREATE TABLE chatgate_message_audit (
+             message_id  bigint NOT NULL,
+             eventid     integer NOT NULL,
+             userid      integer NOT NULL,
+             action      text NOT NULL CHECK (action IN ('edit', 'delete')),
+             old_message text NOT NULL,
+             at          timestamptz NOT NULL
+         );
+         CREATE INDEX chatgate_message_audit_message ON chatgate_message_audit (message_id);",
+    ),
 ];
 
 pub async fn migrate(url: &str) -> Result<Vec<i32>, String> {

@@ -30,6 +30,30 @@ pub enum ChatError {
     HistoryUnavailable,
     /// `load-history` with a `before_id` or `limit` that is not a positive integer.
     BadHistoryRequest,
+    /// `message_id` missing or not a positive integer.
+    BadMessageId,
+    /// `message_id` names no message of the joined chat (or one older than the store keeps).
+    UnknownMessage,
+    /// An edit or deletion of someone else's message.
+    NotAuthor,
+    /// An edit after the edit window.
+    EditWindowPassed {
+        window_secs: u64,
+    },
+    /// A reaction to, or an edit of, a deleted message.
+    MessageDeleted,
+    /// `emoji` is not exactly one emoji.
+    BadEmoji,
+    /// `action` is not `"add"` or `"remove"`.
+    BadReactionAction,
+    /// `userid` is present and is not the joined user's.
+    UserIdMismatch,
+    /// Receipts, reactions, edits and deletions need stored messages (`--history off`).
+    HistoryOff,
+    /// The store did not answer; `what` was not saved.
+    FailedToSave {
+        what: &'static str,
+    },
 }
 
 impl ChatError {
@@ -51,6 +75,16 @@ impl ChatError {
             ChatError::RateLimited => 12,
             ChatError::HistoryUnavailable => 13,
             ChatError::BadHistoryRequest => 14,
+            ChatError::BadMessageId => 15,
+            ChatError::UnknownMessage => 16,
+            ChatError::NotAuthor => 17,
+            ChatError::EditWindowPassed { .. } => 18,
+            ChatError::MessageDeleted => 19,
+            ChatError::BadEmoji => 20,
+            ChatError::BadReactionAction => 21,
+            ChatError::UserIdMismatch => 22,
+            ChatError::HistoryOff => 23,
+            ChatError::FailedToSave { .. } => 24,
         }
     }
 
@@ -77,6 +111,33 @@ impl ChatError {
             ChatError::BadHistoryRequest => {
                 "Invalid history request: before_id and limit must be positive integers".into()
             }
+            ChatError::BadMessageId => "Invalid message_id: must be a positive integer".into(),
+            ChatError::UnknownMessage => "Message not found in this chat".into(),
+            ChatError::NotAuthor => {
+                "Not your message: only its author can edit or delete it".into()
+            }
+            ChatError::EditWindowPassed { window_secs } => {
+                let window = if window_secs % 60 == 0 {
+                    format!("{} minutes", window_secs / 60)
+                } else {
+                    format!("{window_secs} seconds")
+                };
+                format!("Edit window passed: a message can be edited for {window} after it is sent")
+            }
+            ChatError::MessageDeleted => "Message was deleted".into(),
+            ChatError::BadEmoji => {
+                "Invalid emoji: emoji must be exactly one emoji (skin tones and ZWJ sequences count as one)".into()
+            }
+            ChatError::BadReactionAction => {
+                "Invalid reaction action: action must be \"add\" or \"remove\"".into()
+            }
+            ChatError::UserIdMismatch => {
+                "User ID mismatch: userid must be the user who joined this chat".into()
+            }
+            ChatError::HistoryOff => {
+                "Message history is off on this server: messages cannot be marked, reacted to, edited or deleted".into()
+            }
+            ChatError::FailedToSave { what } => format!("Failed to save {what}: try again"),
         }
     }
 }
@@ -127,6 +188,16 @@ mod tests {
             RateLimited,
             HistoryUnavailable,
             BadHistoryRequest,
+            BadMessageId,
+            UnknownMessage,
+            NotAuthor,
+            EditWindowPassed { window_secs: 900 },
+            MessageDeleted,
+            BadEmoji,
+            BadReactionAction,
+            UserIdMismatch,
+            HistoryOff,
+            FailedToSave { what: "reaction" },
         ];
         assert_eq!(all.len(), crate::chat::metrics::ERROR_KINDS.len());
         for e in all {

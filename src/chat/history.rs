@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::message::ReceiveMessage;
+use super::reactions::Counts;
+use super::receipts::MessagesRead;
 use super::{chat_state, payload, refuse, reply, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
 use crate::history::{Cursor, History};
@@ -22,9 +24,14 @@ struct ChatHistory<'a> {
     eventid: i32,
     messages: Vec<ReceiveMessage<'a>>,
     has_more: bool,
+    /// Every member's read mark (`{userid, role, last_read_id, timestamp}`), so a late joiner
+    /// can draw the ticks.
+    read_receipts: Vec<MessagesRead>,
 }
 
-/// Sends `limit` messages of `eventid`'s chat with ids below `before` (a join passes its cursor).
+/// Sends `limit` messages of `eventid`'s chat with ids below `before` (a join passes its cursor),
+/// with `my_reactions` for `viewer`.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_page(
     history: &History,
     socket: &Arc<Socket>,
@@ -32,18 +39,34 @@ pub async fn send_page(
     before: i64,
     limit: usize,
     cursor: Option<Cursor>,
+    viewer: i32,
     ack: Option<u64>,
 ) {
-    match history.page(eventid, before, limit, cursor).await {
+    match history.page(eventid, before, limit, cursor, viewer).await {
         Ok(page) => {
+            let messages = page
+                .messages
+                .iter()
+                .map(|m| {
+                    let mut out = ReceiveMessage::of(m);
+                    if let Some(counts) = page.reactions.get(&m.id) {
+                        out.reactions = Some(Counts(
+                            counts.iter().map(|c| (c.emoji.as_str(), c.count)).collect(),
+                        ));
+                        out.my_reactions = counts
+                            .iter()
+                            .filter(|c| c.mine)
+                            .map(|c| c.emoji.as_str())
+                            .collect();
+                    }
+                    out
+                })
+                .collect();
             let payload = ChatHistory {
                 eventid,
-                messages: page
-                    .messages
-                    .iter()
-                    .map(|m| ReceiveMessage::of(m))
-                    .collect(),
+                messages,
                 has_more: page.has_more,
+                read_receipts: page.reads.iter().map(|r| MessagesRead::of(None, r)).collect(),
             };
             reply(socket, ack, "chat-history", &Encoded::new(&payload));
         }
@@ -77,6 +100,7 @@ pub fn load(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
     let history = chat.history.clone();
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
-        send_page(&history, &socket, member.eventid, before, limit, None, ack).await;
+        let (eventid, viewer) = (member.eventid, member.userid);
+        send_page(&history, &socket, eventid, before, limit, None, viewer, ack).await;
     }))
 }

@@ -87,6 +87,7 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
                         entered.cursor.before,
                         page,
                         Some(entered.cursor),
+                        request.userid,
                         None,
                     )
                     .await;

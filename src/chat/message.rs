@@ -14,7 +14,9 @@ use crate::engine::Dispatch;
 use crate::history::{History, OnStored, Place, Slot, StoredMessage};
 use crate::socketio::Socket;
 
-/// The `receive-message` payload: the seed's fields, plus the stored message's `id`.
+/// The `receive-message` payload: the seed's fields, plus the stored message's `id`. In history,
+/// a message that was edited, deleted or reacted to says so in fields that a live message never
+/// has, so an untouched message in history is byte for byte the one delivered live.
 #[derive(Serialize)]
 pub(crate) struct ReceiveMessage<'a> {
     message: &'a str,
@@ -24,6 +26,19 @@ pub(crate) struct ReceiveMessage<'a> {
     timestamp: String,
     eventid: i32,
     id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// A tombstone: `message` is empty.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// Each emoji's total, in the order first used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<super::reactions::Counts<'a>>,
+    /// The emojis the member the page is for reacted with.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub my_reactions: Vec<&'a str>,
 }
 
 impl<'a> ReceiveMessage<'a> {
@@ -37,6 +52,11 @@ impl<'a> ReceiveMessage<'a> {
             timestamp: format_timestamp(m.created_at),
             eventid: m.eventid,
             id: m.id,
+            edited_at: m.edited_at.map(format_timestamp),
+            deleted: m.deleted_at.is_some(),
+            deleted_at: m.deleted_at.map(format_timestamp),
+            reactions: None,
+            my_reactions: Vec::new(),
         }
     }
 }
@@ -89,18 +109,7 @@ fn try_send(
     if payload::present(fields.eventid) && payload::id(fields.eventid) != Some(member.eventid) {
         return Err(ChatError::EventIdMismatch);
     }
-    let message = payload::string(fields.message)
-        .map_err(|_| ChatError::MessageNotText)?
-        .unwrap_or_default();
-    let message: &str = &message;
-    if message.trim().is_empty() {
-        return Err(ChatError::EmptyMessage);
-    }
-    let max = chat.config.max_message_chars;
-    if message.len() > max && message.chars().count() > max {
-        return Err(ChatError::MessageTooLong { max });
-    }
-    let message = message.to_owned();
+    let message = text(chat, fields.message)?;
     // Flow control: when the cluster's publish queue is full while Redis is up, or the history
     // writer's queue is full while the database keeps up, the sender waits for room (its later
     // packets wait behind it) rather than having its message lost to the other nodes or to history.
@@ -125,6 +134,28 @@ fn try_send(
     })))
 }
 
+/// The text of a `send-message` or `edit-message`: a string, not blank, within the length limit.
+pub(crate) fn text(chat: &Chat, raw: Option<&RawValue>) -> Result<String, ChatError> {
+    let message = payload::string(raw)
+        .map_err(|_| ChatError::MessageNotText)?
+        .unwrap_or_default();
+    if message.trim().is_empty() {
+        return Err(ChatError::EmptyMessage);
+    }
+    let max = chat.config.max_message_chars;
+    if message.len() > max && message.chars().count() > max {
+        return Err(ChatError::MessageTooLong { max });
+    }
+    Ok(message.into_owned())
+}
+
+/// Now, to the microsecond, as PostgreSQL keeps times: a stored time reads back exactly as sent.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    now.with_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}
+
 /// Gives the message its id, delivers it to the room and hands it to the history.
 fn deliver(
     history: &History,
@@ -134,11 +165,7 @@ fn deliver(
     ack: Option<u64>,
     place: Option<Place<'_>>,
 ) {
-    // Microseconds, as PostgreSQL keeps them: the stored copy reads back exactly as delivered.
-    let now = chrono::Utc::now();
-    let created_at = now
-        .with_nanosecond(now.nanosecond() / 1000 * 1000)
-        .unwrap_or(now);
+    let created_at = now();
     history.append(member.eventid, place, |id| {
         let stored = StoredMessage {
             id,
@@ -148,6 +175,8 @@ fn deliver(
             sender_name: member.name.clone(),
             message,
             created_at,
+            edited_at: None,
+            deleted_at: None,
         };
         let payload = Encoded::new(&ReceiveMessage::of(&stored));
         // Encoded once; every member's queue gets the same buffer.

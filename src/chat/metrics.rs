@@ -9,17 +9,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::ChatError;
 
 /// Client events, in the order of the `IN` counters; anything else counts as `other`.
-pub const EVENTS_IN: [&str; 6] = [
+pub const EVENTS_IN: [&str; 10] = [
     "join-chat",
     "send-message",
     "leave-chat",
     "typing",
     "load-history",
+    "mark-read",
+    "react-message",
+    "edit-message",
+    "delete-message",
     "other",
 ];
 
 /// Server events, in the order of the `OUT` counters.
-pub const EVENTS_OUT: [&str; 8] = [
+pub const EVENTS_OUT: [&str; 12] = [
     "chat-joined",
     "chat-history",
     "user-joined-chat",
@@ -27,11 +31,15 @@ pub const EVENTS_OUT: [&str; 8] = [
     "user-left-chat",
     "chat-left",
     "user-typing",
+    "messages-read",
+    "message-reaction",
+    "message-edited",
+    "message-deleted",
     "chat-error",
 ];
 
 /// `chat-error` kinds, in the order of `ChatError::kind`.
-pub const ERROR_KINDS: [&str; 15] = [
+pub const ERROR_KINDS: [&str; 25] = [
     "Missing eventid or userid",
     "Event not found",
     "Unauthorized: You are not part of this event",
@@ -47,23 +55,34 @@ pub const ERROR_KINDS: [&str; 15] = [
     "Rate limit exceeded",
     "Failed to load history",
     "Invalid history request",
+    "Invalid message_id",
+    "Message not found in this chat",
+    "Not your message",
+    "Edit window passed",
+    "Message was deleted",
+    "Invalid emoji",
+    "Invalid reaction action",
+    "User ID mismatch",
+    "Message history is off",
+    "Failed to save",
 ];
 
 pub struct ChatMetrics {
-    events_in: [AtomicU64; 6],
-    events_out: [AtomicU64; 8],
-    errors: [AtomicU64; 15],
+    events_in: [AtomicU64; EVENTS_IN.len()],
+    events_out: [AtomicU64; EVENTS_OUT.len()],
+    errors: [AtomicU64; ERROR_KINDS.len()],
 }
 
 pub static METRICS: ChatMetrics = ChatMetrics {
-    events_in: [const { AtomicU64::new(0) }; 6],
-    events_out: [const { AtomicU64::new(0) }; 8],
-    errors: [const { AtomicU64::new(0) }; 15],
+    events_in: [const { AtomicU64::new(0) }; EVENTS_IN.len()],
+    events_out: [const { AtomicU64::new(0) }; EVENTS_OUT.len()],
+    errors: [const { AtomicU64::new(0) }; ERROR_KINDS.len()],
 };
 
 impl ChatMetrics {
     pub fn event_in(&self, name: &str) {
-        let i = EVENTS_IN.iter().position(|e| *e == name).unwrap_or(5);
+        let i = EVENTS_IN.iter().position(|e| *e == name)
+            .unwrap_or(EVENTS_IN.len() - 1);
         self.events_in[i].fetch_add(1, Ordering::Relaxed);
     }
 

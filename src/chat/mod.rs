@@ -2,7 +2,9 @@
 //!
 //! One file per client event: `join.rs` (`join-chat`), `message.rs` (`send-message`), `leave.rs`
 //! (`leave-chat` and disconnect), `typing.rs` (`typing`), `history.rs` (`load-history`, and the
-//! `chat-history` sent after a join). `errors.rs` holds every `chat-error` text,
+//! `chat-history` sent after a join), `receipts.rs` (`mark-read`), `reactions.rs`
+//! (`react-message`), `edits.rs` (`edit-message`, `delete-message`). `errors.rs` holds every
+//! `chat-error` text,
 //! `payload.rs` the reading of client payloads, `state.rs` what is kept per socket.
 //!
 //! Follow a chat message: the WebSocket task reads a frame -> codec decode -> `socketio` routes the
@@ -10,6 +12,7 @@
 //! once -> `Socket::broadcast_all` -> the room shard's member list -> each member's outbox -> each
 //! member's WebSocket task drains its outbox and flushes once.
 
+pub mod edits;
 pub mod errors;
 pub mod history;
 pub mod join;
@@ -17,6 +20,8 @@ pub mod leave;
 pub mod message;
 pub mod metrics;
 pub mod payload;
+pub mod reactions;
+pub mod receipts;
 pub mod state;
 pub mod typing;
 
@@ -30,10 +35,11 @@ use serde_json::value::RawValue;
 use crate::auth::AuthMode;
 use crate::directory::Directory;
 use crate::engine::Dispatch;
+use crate::history::annotations::ChangeError;
 use crate::history::History;
 use crate::socketio::{text_frame, DisconnectReason, IncomingEvent, Namespace, Refusal, Socket};
 pub use errors::ChatError;
-use state::ChatSocket;
+use state::{ChatSocket, Membership};
 
 /// Chat settings.
 #[derive(Debug, Clone)]
@@ -44,6 +50,14 @@ pub struct ChatConfig {
     pub message_rate: crate::rate::RateLimit,
     /// `typing` per socket. Default 5/s, bursts of 10.
     pub typing_rate: crate::rate::RateLimit,
+    /// `mark-read` per socket. Default 20/s, bursts of 40: a client marks as it scrolls.
+    pub read_rate: crate::rate::RateLimit,
+    /// `react-message` per socket. Default 10/s, bursts of 20, like `send-message`.
+    pub reaction_rate: crate::rate::RateLimit,
+    /// How long after sending its author may edit a message. Default 15 minutes.
+    pub edit_window: std::time::Duration,
+    /// Keep old texts in `chatgate_message_audit`. Default off.
+    pub edit_audit: bool,
 }
 
 impl Default for ChatConfig {
@@ -58,6 +72,16 @@ impl Default for ChatConfig {
                 per_second: 5.0,
                 burst: 10.0,
             },
+            read_rate: crate::rate::RateLimit {
+                per_second: 20.0,
+                burst: 40.0,
+            },
+            reaction_rate: crate::rate::RateLimit {
+                per_second: 10.0,
+                burst: 20.0,
+            },
+            edit_window: std::time::Duration::from_secs(15 * 60),
+            edit_audit: false,
         }
     }
 }
@@ -152,6 +176,44 @@ pub(crate) async fn member_count(socket: &Socket, room: &str, delta: i64, local:
     }
 }
 
+/// The chat and the message a `mark-read`, `react-message`, `edit-message` or `delete-message` is
+/// about: the socket's own chat (an `eventid` or `userid` in the payload must be its), and a
+/// `message_id` that is a positive integer.
+pub(crate) fn about_message(
+    socket: &Socket,
+    fields: &payload::Fields<'_>,
+) -> Result<(Arc<Membership>, i64), ChatError> {
+    let member = chat_state(socket)
+        .membership()
+        .ok_or(ChatError::NotInRoom)?;
+    if payload::present(fields.eventid) && payload::id(fields.eventid) != Some(member.eventid) {
+        return Err(ChatError::EventIdMismatch);
+    }
+    if payload::present(fields.userid) && payload::id(fields.userid) != Some(member.userid) {
+        return Err(ChatError::UserIdMismatch);
+    }
+    match payload::positive(fields.message_id) {
+        Ok(Some(id)) => Ok((member, id)),
+        _ => Err(ChatError::BadMessageId),
+    }
+}
+
+/// The `chat-error` of a refused change; `what` names what was not saved when the store failed.
+pub(crate) fn change_error(e: ChangeError, what: &'static str) -> ChatError {
+    match e {
+        ChangeError::UnknownMessage => ChatError::UnknownMessage,
+        ChangeError::NotAuthor => ChatError::NotAuthor,
+        // The caller knows the window and puts it in.
+        ChangeError::EditWindowPassed => ChatError::EditWindowPassed { window_secs: 0 },
+        ChangeError::Deleted => ChatError::MessageDeleted,
+        ChangeError::Off => ChatError::HistoryOff,
+        ChangeError::Unavailable(reason) => {
+            tracing::warn!(error = %reason, what, "change not saved");
+            ChatError::FailedToSave { what }
+        }
+    }
+}
+
 /// Answers the client's acknowledgement request, if any, with `payload`.
 pub(crate) fn answer(socket: &Socket, ack: Option<u64>, payload: &Encoded) {
     if let Some(id) = ack {
@@ -225,6 +287,32 @@ impl Namespace for Chat {
                     return Dispatch::Done;
                 }
                 history::load(self, socket, &args, ack)
+            }
+            "mark-read" => {
+                if !chat_state(socket).allow_read(self.config.read_rate) {
+                    refuse(socket, ack, ChatError::RateLimited);
+                    return Dispatch::Done;
+                }
+                receipts::mark_read(self, socket, &args, ack)
+            }
+            "react-message" => {
+                if !chat_state(socket).allow_reaction(self.config.reaction_rate) {
+                    refuse(socket, ack, ChatError::RateLimited);
+                    return Dispatch::Done;
+                }
+                reactions::react(self, socket, &args, ack)
+            }
+            // Each is a database transaction: they share the send-message budget.
+            "edit-message" | "delete-message" => {
+                if !chat_state(socket).allow_message(self.config.message_rate) {
+                    refuse(socket, ack, ChatError::RateLimited);
+                    return Dispatch::Done;
+                }
+                if event.name == "edit-message" {
+                    edits::edit(self, socket, &args, ack)
+                } else {
+                    edits::delete(self, socket, &args, ack)
+                }
             }
             "typing" => {
                 if !chat_state(socket).allow_typing(self.config.typing_rate) {

@@ -23,6 +23,12 @@ pub struct Fields<'a> {
     pub before_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub limit: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub message_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub emoji: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub action: Option<&'a RawValue>,
 }
 
 /// The first argument of an event as an object's fields; `None` when it is missing or not an object.

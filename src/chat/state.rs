@@ -25,6 +25,8 @@ pub struct Inner {
     pub gone: bool,
     messages: Bucket,
     typing: Bucket,
+    reactions: Bucket,
+    reads: Bucket,
 }
 
 /// Per-socket chat state, attached to the Socket.IO socket at connect.
@@ -53,6 +55,18 @@ impl ChatSocket {
         self.lock()
             .messages
             .allow(limit, tokio::time::Instant::now())
+    }
+
+    /// Whether one more `react-message` is within the rate limit (and counts it).
+    pub fn allow_reaction(&self, limit: RateLimit) -> bool {
+        self.lock()
+            .reactions
+            .allow(limit, tokio::time::Instant::now())
+    }
+
+    /// Whether one more `mark-read` is within the rate limit (and counts it).
+    pub fn allow_read(&self, limit: RateLimit) -> bool {
+        self.lock().reads.allow(limit, tokio::time::Instant::now())
     }
 
     /// Whether one more `typing` is within the rate limit (and counts it).

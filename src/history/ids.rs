@@ -64,6 +64,19 @@ impl Ids {
         ((last << NODE_BITS) | (u64::from(MAX_NODES) - 1)) as i64
     }
 
+    /// Whether `id` was made by another node no longer than `within` ago (or is from its future):
+    /// a message that may still wait in that node's write queue, so "not stored" may not mean
+    /// "does not exist" yet.
+    pub fn foreign_and_recent(&self, id: i64, within: std::time::Duration) -> bool {
+        let id = id.max(0) as u64;
+        if id & (u64::from(MAX_NODES) - 1) == self.node {
+            return false;
+        }
+        let made_ms = (id >> NODE_BITS >> COUNTER_BITS) + EPOCH_MS;
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        now_ms.saturating_sub(made_ms) <= within.as_millis() as u64
+    }
+
     /// Makes every later id greater than `id` (an id already stored, e.g. by this node before a
     /// restart with the clock set back).
     pub fn observe(&self, id: i64) {
@@ -90,6 +103,17 @@ mod tests {
             assert!(ids.next() > hw, "ids after the high water are above it");
             prev = id;
         }
+    }
+
+    #[test]
+    fn recent_ids_of_other_nodes_are_told_apart() {
+        let here = Ids::new(1);
+        let there = Ids::new(2);
+        let within = std::time::Duration::from_secs(5);
+        assert!(here.foreign_and_recent(there.next(), within));
+        assert!(!here.foreign_and_recent(here.next(), within));
+        let old = (1000_i64 << 12) | 2; // a second after the epoch, node 2
+        assert!(!here.foreign_and_recent(old, within));
     }
 
     #[test]

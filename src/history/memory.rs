@@ -1,14 +1,45 @@
-//! History in memory, for the demo directory: the last `per_chat` messages of each chat, lost when
-//! the process stops. The chats live inside the order-lock stripes of [`super::History`], so
-//! storing a message takes no lock of its own.
+//! History in memory, for the demo directory: the last `per_chat` messages of each chat, with their
+//! reactions and the chat's read marks, lost when the process stops. The chats live inside the
+//! order-lock stripes of [`super::History`], so storing or changing a message takes no lock of its
+//! own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::annotations::{
+    check, Change, ChangeError, ChangeKind, Deleted, ReactionCount, Reacted, Reaction, ReadMark,
+    ReadRequest, Target,
+};
 use super::{Page, StoredMessage};
 
-/// The chats of one stripe: event id -> its messages, oldest first.
-pub type Chats = HashMap<i32, VecDeque<Arc<StoredMessage>>>;
+/// One chat: its newest messages (oldest first), their reactions, and who read up to where.
+#[derive(Debug, Default)]
+pub struct ChatLog {
+    messages: VecDeque<Arc<StoredMessage>>,
+    /// Message id -> each emoji with the users who reacted with it, in the order first used.
+    reactions: HashMap<i64, Vec<(String, BTreeSet<i32>)>>,
+    reads: HashMap<i32, ReadMark>,
+}
+
+impl ChatLog {
+    fn position(&self, id: i64) -> Option<usize> {
+        // Ids increase along the deque.
+        let i = self.messages.partition_point(|m| m.id < id);
+        (self.messages.get(i)?.id == id).then_some(i)
+    }
+
+    fn counts(&self, id: i64) -> Vec<(String, i64)> {
+        self.reactions.get(&id).map_or_else(Vec::new, |emojis| {
+            emojis
+                .iter()
+                .map(|(emoji, users)| (emoji.clone(), users.len() as i64))
+                .collect()
+        })
+    }
+}
+
+/// The chats of one stripe, by event id.
+pub type Chats = HashMap<i32, ChatLog>;
 
 pub struct MemoryStore {
     per_chat: usize,
@@ -23,24 +54,145 @@ impl MemoryStore {
 
     pub fn push(&self, chats: &mut Chats, message: StoredMessage) {
         let chat = chats.entry(message.eventid).or_default();
-        if chat.len() == self.per_chat {
-            chat.pop_front();
+        if chat.messages.len() == self.per_chat {
+            if let Some(gone) = chat.messages.pop_front() {
+                chat.reactions.remove(&gone.id);
+            }
         }
-        chat.push_back(Arc::new(message));
+        chat.messages.push_back(Arc::new(message));
     }
 
-    /// Up to `limit` messages with ids below `before`, oldest first.
-    pub fn page(&self, chats: &Chats, eventid: i32, before: i64, limit: usize) -> Page {
+    /// Up to `limit` messages with ids below `before`, oldest first, with their reactions (`mine`
+    /// for `viewer`) and the chat's read marks.
+    pub fn page(&self, chats: &Chats, eventid: i32, before: i64, limit: usize, viewer: i32) -> Page {
         let Some(chat) = chats.get(&eventid) else {
             return Page::default();
         };
         // Ids increase along the deque, so the ones below `before` are a prefix.
-        let end = chat.partition_point(|m| m.id < before);
+        let end = chat.messages.partition_point(|m| m.id < before);
         let start = end.saturating_sub(limit);
+        let messages: Vec<_> = chat.messages.range(start..end).cloned().collect();
+        let reactions = messages
+            .iter()
+            .filter_map(|m| {
+                let emojis = chat.reactions.get(&m.id)?;
+                let counts = emojis
+                    .iter()
+                    .map(|(emoji, users)| ReactionCount {
+                        emoji: emoji.clone(),
+                        count: users.len() as i64,
+                        mine: users.contains(&viewer),
+                    })
+                    .collect();
+                Some((m.id, counts))
+            })
+            .collect();
+        let mut reads: Vec<ReadMark> = chat.reads.values().cloned().collect();
+        reads.sort_by_key(|r| r.userid);
         Page {
-            messages: chat.range(start..end).cloned().collect(),
+            messages,
             has_more: start > 0,
+            reactions,
+            reads,
         }
+    }
+
+    pub fn react(&self, chats: &mut Chats, r: &Reaction) -> Result<Reacted, ChangeError> {
+        let chat = chats
+            .get_mut(&r.eventid)
+            .ok_or(ChangeError::UnknownMessage)?;
+        let i = chat.position(r.message_id).ok_or(ChangeError::UnknownMessage)?;
+        if chat.messages[i].deleted_at.is_some() {
+            return Err(ChangeError::Deleted);
+        }
+        let emojis = chat.reactions.entry(r.message_id).or_default();
+        let slot = emojis.iter().position(|(e, _)| *e == r.emoji);
+        let changed = match (slot, r.add) {
+            (Some(k), true) => emojis[k].1.insert(r.userid),
+            (None, true) => {
+                emojis.push((r.emoji.clone(), BTreeSet::from([r.userid])));
+                true
+            }
+            (Some(k), false) => {
+                let removed = emojis[k].1.remove(&r.userid);
+                if emojis[k].1.is_empty() {
+                    emojis.remove(k);
+                }
+                removed
+            }
+            (None, false) => false,
+        };
+        if emojis.is_empty() {
+            chat.reactions.remove(&r.message_id);
+        }
+        Ok(Reacted {
+            changed,
+            counts: chat.counts(r.message_id),
+        })
+    }
+
+    /// Edits or deletes a message; a deletion answers when it was deleted.
+    pub fn change(&self, chats: &mut Chats, c: &Change) -> Result<Deleted, ChangeError> {
+        let chat = chats
+            .get_mut(&c.eventid)
+            .ok_or(ChangeError::UnknownMessage)?;
+        let i = chat.position(c.message_id).ok_or(ChangeError::UnknownMessage)?;
+        let old = &chat.messages[i];
+        let target = Target {
+            userid: old.userid,
+            created_at: old.created_at,
+            deleted_at: old.deleted_at,
+        };
+        check(&target, c)?;
+        if let Some(at) = old.deleted_at {
+            return Ok(Deleted { at, now: false });
+        }
+        // The audit trail is a database table; the demo keeps no old text either way.
+        let mut new = StoredMessage::clone(old);
+        match &c.kind {
+            ChangeKind::Edit { text, .. } => {
+                new.message = text.clone();
+                new.edited_at = Some(c.at);
+            }
+            ChangeKind::Delete => {
+                new.message = String::new();
+                new.deleted_at = Some(c.at);
+                chat.reactions.remove(&c.message_id);
+            }
+        }
+        chat.messages[i] = Arc::new(new);
+        Ok(Deleted {
+            at: c.at,
+            now: true,
+        })
+    }
+
+    /// Applies a read mark: `None` if its message is not in its chat, else whether the member's
+    /// mark moved forward (it never moves back).
+    pub fn mark_read(&self, chats: &mut Chats, r: &ReadRequest) -> Option<bool> {
+        let chat = chats.get_mut(&r.eventid)?;
+        chat.position(r.message_id)?;
+        let moved = chat
+            .reads
+            .get(&r.userid)
+            .is_none_or(|old| old.last_read_id < r.message_id);
+        if moved {
+            chat.reads.insert(
+                r.userid,
+                ReadMark {
+                    userid: r.userid,
+                    role: r.role,
+                    last_read_id: r.message_id,
+                    read_at: r.at,
+                },
+            );
+        }
+        Some(moved)
+    }
+
+    /// A member's read mark.
+    pub fn read_mark(&self, chats: &Chats, eventid: i32, userid: i32) -> Option<ReadMark> {
+        chats.get(&eventid)?.reads.get(&userid).cloned()
     }
 }
 
@@ -58,6 +210,8 @@ mod tests {
             sender_name: "Ada".into(),
             message: format!("m{id}"),
             created_at: chrono::Utc::now(),
+            edited_at: None,
+            deleted_at: None,
         }
     }
 
@@ -73,17 +227,17 @@ mod tests {
             store.push(&mut chats, message(id * 10, 5));
             store.push(&mut chats, message(id * 10 + 1, 6));
         }
-        let first = store.page(&chats, 5, i64::MAX, 3);
+        let first = store.page(&chats, 5, i64::MAX, 3, 0);
         assert_eq!(ids(&first), [50, 60, 70]);
         assert!(first.has_more);
-        let second = store.page(&chats, 5, 50, 3);
+        let second = store.page(&chats, 5, 50, 3, 0);
         assert_eq!(ids(&second), [20, 30, 40]);
         assert!(second.has_more);
-        let last = store.page(&chats, 5, 20, 3);
+        let last = store.page(&chats, 5, 20, 3, 0);
         assert_eq!(ids(&last), [10]);
         assert!(!last.has_more);
-        assert!(store.page(&chats, 5, 10, 3).messages.is_empty());
-        assert!(store.page(&chats, 7, i64::MAX, 3).messages.is_empty());
+        assert!(store.page(&chats, 5, 10, 3, 0).messages.is_empty());
+        assert!(store.page(&chats, 7, i64::MAX, 3, 0).messages.is_empty());
     }
 
     #[test]
@@ -93,7 +247,7 @@ mod tests {
         for id in 1..=5 {
             store.push(&mut chats, message(id, 1));
         }
-        let page = store.page(&chats, 1, i64::MAX, 10);
+        let page = store.page(&chats, 1, i64::MAX, 10, 0);
         assert_eq!(ids(&page), [3, 4, 5]);
         assert!(!page.has_more);
     }

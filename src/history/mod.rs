@@ -11,16 +11,21 @@
 //! note the newest id. So ids in a chat increase in delivery order, and a joiner's history (ids up
 //! to the noted one) and what it receives live (ids after it) neither overlap nor leave a gap.
 
+pub mod annotations;
 pub mod ids;
 pub mod memory;
 pub mod postgres;
+pub mod postgres_annotations;
+pub mod reads;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::directory::Role;
+use annotations::{Change, ChangeError, Deleted, ReactionCount, Reacted, Reaction, ReadMark, ReadRequest, ReadsApplied};
 use ids::Ids;
 use memory::MemoryStore;
 use postgres::PostgresStore;
@@ -45,6 +50,8 @@ pub struct HistoryConfig {
     pub query_timeout: Duration,
     /// This node's number in ids (0-15).
     pub node_id: u8,
+    /// How long `mark-read`s gather before they are applied together.
+    pub read_flush: Duration,
 }
 
 impl Default for HistoryConfig {
@@ -58,6 +65,7 @@ impl Default for HistoryConfig {
             linger: Duration::from_millis(5),
             query_timeout: Duration::from_secs(2),
             node_id: 0,
+            read_flush: Duration::from_millis(200),
         }
     }
 }
@@ -74,6 +82,9 @@ pub struct StoredMessage {
     pub message: String,
     /// Microsecond precision (PostgreSQL's), so a stored message reads back exactly as delivered.
     pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    /// A deleted message is a tombstone: no text, no reactions.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// Told whether a message was kept: `true` once stored (or at once when history is off), `false`
@@ -87,6 +98,10 @@ pub struct Page {
     pub messages: Vec<Arc<StoredMessage>>,
     /// Older messages exist before the first one.
     pub has_more: bool,
+    /// The reactions of the page's messages, by message id.
+    pub reactions: HashMap<i64, Vec<ReactionCount>>,
+    /// Every member's read mark in the chat.
+    pub reads: Vec<ReadMark>,
 }
 
 /// Where a joiner's history ends: ids below `before` were delivered before it entered the room.
@@ -120,6 +135,10 @@ pub struct History {
     ids: Arc<Ids>,
     /// Per-chat order locks (see the module docs); the in-memory store keeps its chats in them.
     stripes: Box<[Mutex<memory::Chats>]>,
+    /// Per-chat locks held across a reaction, edit or deletion and its broadcast, so that the
+    /// room hears the changes of one chat in the order they were made.
+    change_locks: Box<[tokio::sync::Mutex<()>]>,
+    reads: reads::Reads,
     store: Store,
     config: HistoryConfig,
 }
@@ -131,6 +150,8 @@ impl History {
         History {
             ids,
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+            change_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::default()).collect(),
+            reads: reads::Reads::new(config.read_flush),
             store,
             config,
         }
@@ -230,24 +251,163 @@ impl History {
         (r, cursor)
     }
 
-    /// Up to `limit` messages of `eventid`'s chat with ids below `before`, oldest first. With a
-    /// join's cursor, first waits (at most the query timeout) until what was queued before the
-    /// join is written, so a message delivered just before the join is not missing from it.
+    /// Up to `limit` messages of `eventid`'s chat with ids below `before`, oldest first, with
+    /// their reactions (`mine` for `viewer`) and the chat's read marks. With a join's cursor,
+    /// first waits (at most the query timeout) until what was queued before the join is written,
+    /// so a message delivered just before the join is not missing from it.
     pub async fn page(
         &self,
         eventid: i32,
         before: i64,
         limit: usize,
         after_join: Option<Cursor>,
+        viewer: i32,
     ) -> Result<Page, HistoryError> {
         match &self.store {
             Store::Off => Ok(Page::default()),
-            Store::Memory(store) => Ok(store.page(&self.stripe(eventid), eventid, before, limit)),
+            Store::Memory(store) => {
+                Ok(store.page(&self.stripe(eventid), eventid, before, limit, viewer))
+            }
             Store::Postgres(store) => {
                 if let Some(cursor) = after_join {
                     store.written_up_to(cursor.queued).await;
                 }
-                store.page(eventid, before, limit).await
+                store.page(eventid, before, limit, viewer).await
+            }
+        }
+    }
+
+    /// Held across a change to `eventid`'s chat and its broadcast (see `change_locks`).
+    pub async fn lock_chat(&self, eventid: i32) -> tokio::sync::MutexGuard<'_, ()> {
+        let i = (eventid as u32 as usize) % self.change_locks.len();
+        self.change_locks[i].lock().await
+    }
+
+    /// Runs a change to a stored message. In PostgreSQL, first waits for what this node queued for
+    /// the chat to be written (a client may react to a message a moment after it arrived), and
+    /// gives another node's message of a moment ago a little time to be stored by that node.
+    async fn change_stored<T, M, P, F>(&self, eventid: i32, message_id: i64, memory: M, postgres: P) -> Result<T, ChangeError>
+    where
+        M: Fn(&MemoryStore, &mut memory::Chats) -> Result<T, ChangeError>,
+        P: Fn(deadpool_postgres::Pool) -> F,
+        F: std::future::Future<Output = Result<T, ChangeError>>,
+    {
+        let store = match &self.store {
+            Store::Off => return Err(ChangeError::Off),
+            Store::Memory(store) => return memory(store, &mut self.stripe(eventid)),
+            Store::Postgres(store) => store,
+        };
+        let queued = {
+            // Under the chat's order lock: every message of the chat delivered so far is queued.
+            let _chats = self.stripe(eventid);
+            store.queued()
+        };
+        store.written_up_to(queued).await;
+        let timeout = store.query_timeout();
+        let mut wait = Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            let result = match tokio::time::timeout(timeout, postgres(store.pool().clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(ChangeError::Unavailable(format!("no answer within {timeout:?}"))),
+            };
+            let foreign = self.ids.foreign_and_recent(message_id, reads::FOREIGN_GRACE);
+            match result {
+                Err(ChangeError::UnknownMessage) if foreign && tries < reads::ROUNDS => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Adds or removes a reaction; answers the message's totals.
+    pub async fn react(&self, r: &Reaction) -> Result<Reacted, ChangeError> {
+        self.change_stored(
+            r.eventid,
+            r.message_id,
+            |store, chats| store.react(chats, r),
+            |pool| async move { postgres_annotations::react(&pool, r).await },
+        )
+        .await
+    }
+
+    /// Edits or deletes a message; answers when it was deleted (for a deletion).
+    pub async fn change(&self, c: &Change) -> Result<Deleted, ChangeError> {
+        self.change_stored(
+            c.eventid,
+            c.message_id,
+            |store, chats| store.change(chats, c),
+            |pool| async move { postgres_annotations::change(&pool, c).await },
+        )
+        .await
+    }
+
+    /// Queues a read mark; `done` is told what became of it within about `read_flush`.
+    pub fn mark_read(self: &Arc<Self>, request: ReadRequest, done: reads::OnRead) {
+        if let Store::Off = self.store {
+            done(reads::ReadOutcome::Refused(ChangeError::Off));
+            return;
+        }
+        if self.reads.push(request, done) {
+            let history = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    history.reads.wake.notified().await;
+                    tokio::time::sleep(history.reads.interval).await;
+                    history.flush_reads().await;
+                }
+            });
+        }
+    }
+
+    /// Applies the waiting read marks now.
+    async fn flush_reads(&self) {
+        let batch = self.reads.take();
+        if batch.is_empty() {
+            return;
+        }
+        let requests: Vec<ReadRequest> = batch.iter().map(|w| w.request.clone()).collect();
+        let applied = self.apply_reads(&requests).await;
+        let again = reads::Reads::settle(batch, applied, |r| {
+            self.ids.foreign_and_recent(r.message_id, reads::FOREIGN_GRACE)
+        });
+        self.reads.requeue(again);
+    }
+
+    async fn apply_reads(&self, requests: &[ReadRequest]) -> Result<ReadsApplied, ChangeError> {
+        match &self.store {
+            Store::Off => Err(ChangeError::Off),
+            Store::Memory(store) => {
+                let mut applied = ReadsApplied::default();
+                for r in requests {
+                    let moved = store.mark_read(&mut self.stripe(r.eventid), r);
+                    applied.valid.push(moved.is_some());
+                    let key = (r.eventid, r.userid);
+                    if moved == Some(true) && !applied.advanced.contains(&key) {
+                        applied.advanced.push(key);
+                    }
+                }
+                for r in requests {
+                    let known = applied.current.iter().any(|(e, m)| *e == r.eventid && m.userid == r.userid);
+                    if !known {
+                        if let Some(mark) = store.read_mark(&self.stripe(r.eventid), r.eventid, r.userid) {
+                            applied.current.push((r.eventid, mark));
+                        }
+                    }
+                }
+                Ok(applied)
+            }
+            Store::Postgres(store) => {
+                // Marks name messages delivered before them: let this node's writer store those.
+                store.written_up_to(store.queued()).await;
+                let timeout = store.query_timeout();
+                match tokio::time::timeout(timeout, postgres_annotations::mark_read(store.pool(), requests)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ChangeError::Unavailable(format!("no answer within {timeout:?}"))),
+                }
             }
         }
     }
@@ -255,6 +415,10 @@ impl History {
     /// Stops the writer after it has stored what is queued, or at `deadline`, whichever is first;
     /// returns how many messages were left unstored.
     pub async fn close(&self, deadline: tokio::time::Instant) -> u64 {
+        // Read marks still gathering are applied now, not lost.
+        if !self.reads.is_empty() {
+            let _ = tokio::time::timeout_at(deadline, self.flush_reads()).await;
+        }
         match &self.store {
             Store::Postgres(store) => store.close(deadline).await,
             _ => 0,

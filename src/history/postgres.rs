@@ -26,8 +26,8 @@ const INSERT: &str = "INSERT INTO chatgate_message \
                           $6::text[], $7::timestamptz[]) \
      ON CONFLICT (id) DO NOTHING";
 
-const PAGE: &str = "SELECT id, userid, role, sender_name, message, created_at \
-     FROM chatgate_message WHERE eventid = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
+const PAGE: &str = "SELECT id, userid, role, sender_name, message, created_at, edited_at, \
+     deleted_at FROM chatgate_message WHERE eventid = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
 
 pub struct Queued {
     message: StoredMessage,
@@ -226,13 +226,24 @@ impl PostgresStore {
         let _ = tokio::time::timeout(self.query_timeout, wait).await;
     }
 
+    /// The pool reactions, edits and read marks go through.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        self.query_timeout
+    }
+
     pub async fn page(
         &self,
         eventid: i32,
         before: i64,
         limit: usize,
+        viewer: i32,
     ) -> Result<Page, HistoryError> {
-        match tokio::time::timeout(self.query_timeout, self.query(eventid, before, limit)).await {
+        let query = self.query(eventid, before, limit, viewer);
+        match tokio::time::timeout(self.query_timeout, query).await {
             Ok(result) => result,
             Err(_) => Err(HistoryError(format!(
                 "no answer within {:?}",
@@ -241,16 +252,29 @@ impl PostgresStore {
         }
     }
 
-    async fn query(&self, eventid: i32, before: i64, limit: usize) -> Result<Page, HistoryError> {
+    async fn query(
+        &self,
+        eventid: i32,
+        before: i64,
+        limit: usize,
+        viewer: i32,
+    ) -> Result<Page, HistoryError> {
+        use super::postgres_annotations::{page_reactions, page_reads};
         let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
         let client = self.pool.get().await.map_err(|e| fail(&e))?;
         let statement = client.prepare_cached(PAGE).await.map_err(|e| fail(&e))?;
         // One more than asked: whether it comes back says if there are older ones.
         let fetch = limit as i64 + 1;
-        let rows = client
-            .query(&statement, &[&eventid, &before, &fetch])
-            .await
-            .map_err(|e| fail(&e))?;
+        // Three queries, pipelined on one connection: one round trip's wait, not three.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&eventid, &before, &fetch];
+        let (rows, reactions, reads) = tokio::join!(
+            client.query(&statement, &params),
+            page_reactions(&client, eventid, before, limit as i64, viewer),
+            page_reads(&client, eventid),
+        );
+        let rows = rows.map_err(|e| fail(&e))?;
+        let reactions = reactions.map_err(|e| fail(&e))?;
+        let reads = reads.map_err(|e| fail(&e))?;
         let has_more = rows.len() > limit;
         let mut messages = Vec::with_capacity(rows.len().min(limit));
         for row in rows.iter().take(limit).rev() {
@@ -265,9 +289,16 @@ impl PostgresStore {
                 sender_name: sender_name.into(),
                 message: row.try_get(4).map_err(|e| fail(&e))?,
                 created_at: row.try_get::<_, DateTime<Utc>>(5).map_err(|e| fail(&e))?,
+                edited_at: row.try_get(6).map_err(|e| fail(&e))?,
+                deleted_at: row.try_get(7).map_err(|e| fail(&e))?,
             }));
         }
-        Ok(Page { messages, has_more })
+        Ok(Page {
+            messages,
+            has_more,
+            reactions,
+            reads,
+        })
     }
 
     /// Tells the writer to store what is queued and stop, giving up at `deadline`; waits for it.

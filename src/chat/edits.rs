@@ -1,0 +1,127 @@
+//! `edit-message` `{eventid, userid, message_id, message}` and `delete-message`
+//! `{eventid, userid, message_id}`: only by the message's author; editing only within
+//! `--edit-window-secs` of sending (deleting at any time), with `send-message`'s text rules. The
+//! room, the author included, gets `message-edited` `{eventid, message_id, message, edited_at}` or
+//! `message-deleted` `{eventid, message_id, deleted_at}`. Deleting a deleted message answers the
+//! first deletion and tells nobody.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::message::{format_timestamp, now, text};
+use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
+use super::Encoded;
+use crate::engine::Dispatch;
+use crate::history::annotations::{Change, ChangeKind};
+use crate::socketio::Socket;
+
+#[derive(Serialize)]
+struct MessageEdited<'a> {
+    eventid: i32,
+    message_id: i64,
+    message: &'a str,
+    edited_at: String,
+}
+
+#[derive(Serialize)]
+struct MessageDeleted {
+    eventid: i32,
+    message_id: i64,
+    deleted_at: String,
+}
+
+pub fn edit(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+    let fields = payload::fields(args).unwrap_or_default();
+    let checked = about_message(socket, &fields)
+        .and_then(|about| Ok((about, text(chat, fields.message)?)));
+    match checked {
+        Ok(((member, message_id), text)) => {
+            let window = chat.config.edit_window;
+            let kind = ChangeKind::Edit { text, window };
+            apply(chat, socket, member, message_id, kind, ack)
+        }
+        Err(e) => {
+            refuse(socket, ack, e);
+            Dispatch::Done
+        }
+    }
+}
+
+pub fn delete(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+    let fields = payload::fields(args).unwrap_or_default();
+    match about_message(socket, &fields) {
+        Ok((member, message_id)) => {
+            apply(chat, socket, member, message_id, ChangeKind::Delete, ack)
+        }
+        Err(e) => {
+            refuse(socket, ack, e);
+            Dispatch::Done
+        }
+    }
+}
+
+fn apply(
+    chat: &Chat,
+    socket: &Arc<Socket>,
+    member: Arc<super::state::Membership>,
+    message_id: i64,
+    kind: ChangeKind,
+    ack: Option<u64>,
+) -> Dispatch {
+    let history = chat.history.clone();
+    let audit = chat.config.edit_audit;
+    let window_secs = chat.config.edit_window.as_secs();
+    let socket = socket.clone();
+    Dispatch::Pending(Box::pin(async move {
+        let change = Change {
+            eventid: member.eventid,
+            message_id,
+            userid: member.userid,
+            at: now(),
+            audit,
+            kind,
+        };
+        // Held until the room is told (see reactions.rs).
+        let _order = history.lock_chat(member.eventid).await;
+        let what = match change.kind {
+            ChangeKind::Edit { .. } => "edit",
+            ChangeKind::Delete => "deletion",
+        };
+        let done = match history.change(&change).await {
+            Ok(done) => done,
+            Err(e) => {
+                let error = match change_error(e, what) {
+                    ChatError::EditWindowPassed { .. } => ChatError::EditWindowPassed { window_secs },
+                    other => other,
+                };
+                refuse(&socket, ack, error);
+                return;
+            }
+        };
+        let (event, payload) = match &change.kind {
+            ChangeKind::Edit { text, .. } => (
+                "message-edited",
+                Encoded::new(&MessageEdited {
+                    eventid: member.eventid,
+                    message_id,
+                    message: text,
+                    edited_at: format_timestamp(change.at),
+                }),
+            ),
+            ChangeKind::Delete => (
+                "message-deleted",
+                Encoded::new(&MessageDeleted {
+                    eventid: member.eventid,
+                    message_id,
+                    deleted_at: format_timestamp(done.at),
+                }),
+            ),
+        };
+        if done.now {
+            broadcast(&socket, &member.room, event, &payload, true);
+        }
+        answer(&socket, ack, &payload);
+    }))
+}

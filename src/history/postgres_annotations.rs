@@ -1,0 +1,281 @@
+//! Reactions, edits, deletions and read marks in PostgreSQL (tables of migration 3).
+//!
+//! A reaction, edit or deletion is one short transaction that first locks the message's row
+//! (`FOR UPDATE`): changes to one message are applied one after the other on every node, and the
+//! totals a reaction answers include every reaction committed before it. Read marks are applied in
+//! batches (see `reads.rs`): one statement validates them all, one upserts the newest valid mark
+//! per member, and the upsert only ever moves a mark forward, whichever node wrote first.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+
+use super::annotations::{
+    check, Change, ChangeError, ChangeKind, Deleted, ReactionCount, Reacted, Reaction, ReadMark,
+    ReadRequest, ReadsApplied, Target,
+};
+use crate::directory::Role;
+
+fn unavailable(e: impl std::fmt::Display) -> ChangeError {
+    ChangeError::Unavailable(e.to_string())
+}
+
+const LOCK: &str = "SELECT userid, created_at, deleted_at FROM chatgate_message \
+     WHERE id = $1 AND eventid = $2 FOR UPDATE";
+
+/// Locks the message's row for the rest of the transaction; `UnknownMessage` if it is not in the
+/// chat.
+async fn lock(
+    tx: &deadpool_postgres::Transaction<'_>,
+    eventid: i32,
+    message_id: i64,
+) -> Result<Target, ChangeError> {
+    let row = tx
+        .query_opt(LOCK, &[&message_id, &eventid])
+        .await
+        .map_err(unavailable)?
+        .ok_or(ChangeError::UnknownMessage)?;
+    Ok(Target {
+        userid: row.try_get(0).map_err(unavailable)?,
+        created_at: row.try_get(1).map_err(unavailable)?,
+        deleted_at: row.try_get(2).map_err(unavailable)?,
+    })
+}
+
+const COUNTS: &str = "SELECT emoji, count(*) FROM chatgate_reaction WHERE message_id = $1 \
+     GROUP BY emoji ORDER BY min(created_at), emoji";
+
+pub async fn react(pool: &Pool, r: &Reaction) -> Result<Reacted, ChangeError> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let target = lock(&tx, r.eventid, r.message_id).await?;
+    if target.deleted_at.is_some() {
+        return Err(ChangeError::Deleted);
+    }
+    let changed = if r.add {
+        tx.execute(
+            "INSERT INTO chatgate_reaction (message_id, userid, emoji, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&r.message_id, &r.userid, &r.emoji, &r.at],
+        )
+        .await
+    } else {
+        tx.execute(
+            "DELETE FROM chatgate_reaction WHERE message_id = $1 AND userid = $2 AND emoji = $3",
+            &[&r.message_id, &r.userid, &r.emoji],
+        )
+        .await
+    }
+    .map_err(unavailable)?
+        > 0;
+    let counts = tx
+        .query(COUNTS, &[&r.message_id])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<(String, i64)>, tokio_postgres::Error>>()
+        .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(Reacted { changed, counts })
+}
+
+/// Edits or deletes a message; a deletion answers when it was deleted.
+pub async fn change(pool: &Pool, c: &Change) -> Result<Deleted, ChangeError> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let target = lock(&tx, c.eventid, c.message_id).await?;
+    check(&target, c)?;
+    if let Some(at) = target.deleted_at {
+        return Ok(Deleted { at, now: false });
+    }
+    if c.audit {
+        let action = match c.kind {
+            ChangeKind::Edit { .. } => "edit",
+            ChangeKind::Delete => "delete",
+        };
+        tx.execute(
+            "INSERT INTO chatgate_message_audit (message_id, eventid, userid, action, old_message, at) \
+             SELECT id, eventid, userid, $2, message, $3 FROM chatgate_message WHERE id = $1",
+            &[&c.message_id, &action, &c.at],
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    match &c.kind {
+        ChangeKind::Edit { text, .. } => {
+            tx.execute(
+                "UPDATE chatgate_message SET message = $2, edited_at = $3 WHERE id = $1",
+                &[&c.message_id, text, &c.at],
+            )
+            .await
+        }
+        ChangeKind::Delete => {
+            // Nothing of a deleted message is kept but the tombstone (and the audit copy, if asked).
+            tx.execute(
+                "DELETE FROM chatgate_reaction WHERE message_id = $1",
+                &[&c.message_id],
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.execute(
+                "UPDATE chatgate_message SET message = '', deleted_at = $2 WHERE id = $1",
+                &[&c.message_id, &c.at],
+            )
+            .await
+        }
+    }
+    .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(Deleted {
+        at: c.at,
+        now: true,
+    })
+}
+
+const VALID: &str = "SELECT c.i FROM unnest($1::integer[], $2::bigint[]) WITH ORDINALITY \
+     AS c(eventid, id, i) JOIN chatgate_message m ON m.id = c.id AND m.eventid = c.eventid";
+
+const UPSERT: &str = "INSERT INTO chatgate_read (eventid, userid, role, last_read_id, read_at) \
+     SELECT * FROM unnest($1::integer[], $2::integer[], $3::text[], $4::bigint[], \
+                          $5::timestamptz[]) \
+     ON CONFLICT (eventid, userid) DO UPDATE \
+     SET role = EXCLUDED.role, last_read_id = EXCLUDED.last_read_id, read_at = EXCLUDED.read_at \
+     WHERE chatgate_read.last_read_id < EXCLUDED.last_read_id \
+     RETURNING eventid, userid";
+
+const CURRENT: &str = "SELECT r.eventid, r.userid, r.role, r.last_read_id, r.read_at \
+     FROM chatgate_read r JOIN unnest($1::integer[], $2::integer[]) AS k(eventid, userid) \
+     ON r.eventid = k.eventid AND r.userid = k.userid";
+
+fn read_mark(row: &tokio_postgres::Row, from: usize) -> Result<ReadMark, ChangeError> {
+    let role: &str = row.try_get(from + 1).map_err(unavailable)?;
+    Ok(ReadMark {
+        userid: row.try_get(from).map_err(unavailable)?,
+        role: Role::parse(role).ok_or_else(|| unavailable(format!("stored role {role:?}")))?,
+        last_read_id: row.try_get(from + 2).map_err(unavailable)?,
+        read_at: row.try_get(from + 3).map_err(unavailable)?,
+    })
+}
+
+/// Validates and applies a batch of read marks: three statements, however many marks.
+pub async fn mark_read(pool: &Pool, requests: &[ReadRequest]) -> Result<ReadsApplied, ChangeError> {
+    let client = pool.get().await.map_err(unavailable)?;
+    let eventids: Vec<i32> = requests.iter().map(|r| r.eventid).collect();
+    let ids: Vec<i64> = requests.iter().map(|r| r.message_id).collect();
+    let valid_rows = client
+        .query(VALID, &[&eventids, &ids])
+        .await
+        .map_err(unavailable)?;
+    let mut valid = vec![false; requests.len()];
+    for row in &valid_rows {
+        let i: i64 = row.try_get(0).map_err(unavailable)?;
+        if let Some(v) = valid.get_mut((i - 1) as usize) {
+            *v = true;
+        }
+    }
+    // The newest valid mark of each member: one row per key, as an upsert needs.
+    let mut newest: HashMap<(i32, i32), &ReadRequest> = HashMap::new();
+    for (r, _) in requests.iter().zip(&valid).filter(|(_, v)| **v) {
+        newest
+            .entry((r.eventid, r.userid))
+            .and_modify(|n| {
+                if r.message_id > n.message_id {
+                    *n = r;
+                }
+            })
+            .or_insert(r);
+    }
+    let marks: Vec<&ReadRequest> = newest.values().copied().collect();
+    let col = |f: fn(&ReadRequest) -> i32| marks.iter().map(|r| f(r)).collect::<Vec<i32>>();
+    let (m_events, m_users) = (col(|r| r.eventid), col(|r| r.userid));
+    let roles: Vec<&str> = marks.iter().map(|r| r.role.as_str()).collect();
+    let last: Vec<i64> = marks.iter().map(|r| r.message_id).collect();
+    let at: Vec<DateTime<Utc>> = marks.iter().map(|r| r.at).collect();
+    let advanced = client
+        .query(UPSERT, &[&m_events, &m_users, &roles, &last, &at])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<(i32, i32)>, tokio_postgres::Error>>()
+        .map_err(unavailable)?;
+    let k_events: Vec<i32> = requests.iter().map(|r| r.eventid).collect();
+    let k_users: Vec<i32> = requests.iter().map(|r| r.userid).collect();
+    let mut current = Vec::new();
+    for row in client
+        .query(CURRENT, &[&k_events, &k_users])
+        .await
+        .map_err(unavailable)?
+    {
+        let eventid: i32 = row.try_get(0).map_err(unavailable)?;
+        let mark = read_mark(&row, 1)?;
+        if !current
+            .iter()
+            .any(|(e, m): &(i32, ReadMark)| *e == eventid && m.userid == mark.userid)
+        {
+            current.push((eventid, mark));
+        }
+    }
+    Ok(ReadsApplied {
+        valid,
+        advanced,
+        current,
+    })
+}
+
+const PAGE_REACTIONS: &str = "SELECT message_id, emoji, count(*), bool_or(userid = $4) \
+     FROM chatgate_reaction WHERE message_id IN \
+         (SELECT id FROM chatgate_message WHERE eventid = $1 AND id < $2 ORDER BY id DESC LIMIT $3) \
+     GROUP BY message_id, emoji ORDER BY message_id, min(created_at), emoji";
+
+const PAGE_READS: &str =
+    "SELECT userid, role, last_read_id, read_at FROM chatgate_read WHERE eventid = $1 ORDER BY userid";
+
+/// The reactions of the messages of a page (the same `eventid`, `before`, `limit` as its
+/// messages), `mine` for `viewer`.
+pub async fn page_reactions(
+    client: &deadpool_postgres::Client,
+    eventid: i32,
+    before: i64,
+    limit: i64,
+    viewer: i32,
+) -> Result<HashMap<i64, Vec<ReactionCount>>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(PAGE_REACTIONS).await?;
+    let mut out: HashMap<i64, Vec<ReactionCount>> = HashMap::new();
+    for row in client
+        .query(&statement, &[&eventid, &before, &limit, &viewer])
+        .await?
+    {
+        out.entry(row.try_get(0)?).or_default().push(ReactionCount {
+            emoji: row.try_get(1)?,
+            count: row.try_get(2)?,
+            mine: row.try_get(3)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Every member's read mark in a chat.
+pub async fn page_reads(
+    client: &deadpool_postgres::Client,
+    eventid: i32,
+) -> Result<Vec<ReadMark>, String> {
+    let statement = client
+        .prepare_cached(PAGE_READS)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .query(&statement, &[&eventid])
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|row| {
+            read_mark(row, 0).map_err(|e| match e {
+                ChangeError::Unavailable(e) => e,
+                other => format!("{other:?}"),
+            })
+        })
+        .collect()
+}

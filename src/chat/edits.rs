@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::message::{format_timestamp, now, text};
-use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
 use super::Encoded;
+use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
 use crate::engine::Dispatch;
 use crate::history::annotations::{Change, ChangeKind};
 use crate::socketio::Socket;
@@ -34,8 +34,8 @@ struct MessageDeleted {
 
 pub fn edit(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
     let fields = payload::fields(args).unwrap_or_default();
-    let checked = about_message(socket, &fields)
-        .and_then(|about| Ok((about, text(chat, fields.message)?)));
+    let checked =
+        about_message(socket, &fields).and_then(|about| Ok((about, text(chat, fields.message)?)));
     match checked {
         Ok(((member, message_id), text)) => {
             let window = chat.config.edit_window;
@@ -93,7 +93,9 @@ fn apply(
             Ok(done) => done,
             Err(e) => {
                 let error = match change_error(e, what) {
-                    ChatError::EditWindowPassed { .. } => ChatError::EditWindowPassed { window_secs },
+                    ChatError::EditWindowPassed { .. } => {
+                        ChatError::EditWindowPassed { window_secs }
+                    }
                     other => other,
                 };
                 refuse(&socket, ack, error);

@@ -66,7 +66,11 @@ pub async fn send_page(
                 eventid,
                 messages,
                 has_more: page.has_more,
-                read_receipts: page.reads.iter().map(|r| MessagesRead::of(None, r)).collect(),
+                read_receipts: page
+                    .reads
+                    .iter()
+                    .map(|r| MessagesRead::of(None, r))
+                    .collect(),
             };
             reply(socket, ack, "chat-history", &Encoded::new(&payload));
         }

@@ -81,7 +81,9 @@ pub static METRICS: ChatMetrics = ChatMetrics {
 
 impl ChatMetrics {
     pub fn event_in(&self, name: &str) {
-        let i = EVENTS_IN.iter().position(|e| *e == name)
+        let i = EVENTS_IN
+            .iter()
+            .position(|e| *e == name)
             .unwrap_or(EVENTS_IN.len() - 1);
         self.events_in[i].fetch_add(1, Ordering::Relaxed);
     }

@@ -10,8 +10,8 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
 use super::Encoded;
+use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
 use crate::engine::Dispatch;
 use crate::history::annotations::Reaction;
 use crate::socketio::Socket;
@@ -115,11 +115,14 @@ mod tests {
 
     #[test]
     fn exactly_one_emoji() {
-        for ok in ["👍", "❤️", "👍🏽", "👩‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "🧑🏻‍🤝‍🧑🏿"] {
+        for ok in ["👍", "❤️", "👍🏽", "👩‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "🧑🏻‍🤝‍🧑🏿"]
+        {
             assert!(one_emoji(ok).is_some(), "{ok} is one emoji");
         }
         assert_eq!(one_emoji("❤"), one_emoji("❤️"), "one reaction either way");
-        for bad in ["", "a", "👍👍", "👍 ", ":+1:", "1", "#", "<b>", "👍a", "\u{200d}"] {
+        for bad in [
+            "", "a", "👍👍", "👍 ", ":+1:", "1", "#", "<b>", "👍a", "\u{200d}",
+        ] {
             assert!(one_emoji(bad).is_none(), "{bad:?} is not one emoji");
         }
     }

@@ -82,7 +82,10 @@ pub struct Change {
 #[derive(Debug, Clone)]
 pub enum ChangeKind {
     /// New text, allowed until `window` after the message was sent.
-    Edit { text: String, window: Duration },
+    Edit {
+        text: String,
+        window: Duration,
+    },
     Delete,
 }
 
@@ -175,10 +178,16 @@ mod tests {
             )
         };
         assert_eq!(check(&target, &edit(7, 59)), Ok(()));
-        assert_eq!(check(&target, &edit(7, 61)), Err(ChangeError::EditWindowPassed));
+        assert_eq!(
+            check(&target, &edit(7, 61)),
+            Err(ChangeError::EditWindowPassed)
+        );
         assert_eq!(check(&target, &edit(8, 1)), Err(ChangeError::NotAuthor));
         let later = sent + chrono::Duration::days(30);
-        assert_eq!(check(&target, &change(7, ChangeKind::Delete, later)), Ok(()));
+        assert_eq!(
+            check(&target, &change(7, ChangeKind::Delete, later)),
+            Ok(())
+        );
         assert_eq!(
             check(&target, &change(8, ChangeKind::Delete, sent)),
             Err(ChangeError::NotAuthor)
@@ -188,6 +197,9 @@ mod tests {
             ..target
         };
         assert_eq!(check(&deleted, &edit(7, 1)), Err(ChangeError::Deleted));
-        assert_eq!(check(&deleted, &change(7, ChangeKind::Delete, sent)), Ok(()));
+        assert_eq!(
+            check(&deleted, &change(7, ChangeKind::Delete, sent)),
+            Ok(())
+        );
     }
 }

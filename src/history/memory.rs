@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::annotations::{
-    check, Change, ChangeError, ChangeKind, Deleted, ReactionCount, Reacted, Reaction, ReadMark,
+    check, Change, ChangeError, ChangeKind, Deleted, Reacted, Reaction, ReactionCount, ReadMark,
     ReadRequest, Target,
 };
 use super::{Page, StoredMessage};
@@ -64,7 +64,14 @@ impl MemoryStore {
 
     /// Up to `limit` messages with ids below `before`, oldest first, with their reactions (`mine`
     /// for `viewer`) and the chat's read marks.
-    pub fn page(&self, chats: &Chats, eventid: i32, before: i64, limit: usize, viewer: i32) -> Page {
+    pub fn page(
+        &self,
+        chats: &Chats,
+        eventid: i32,
+        before: i64,
+        limit: usize,
+        viewer: i32,
+    ) -> Page {
         let Some(chat) = chats.get(&eventid) else {
             return Page::default();
         };
@@ -101,7 +108,9 @@ impl MemoryStore {
         let chat = chats
             .get_mut(&r.eventid)
             .ok_or(ChangeError::UnknownMessage)?;
-        let i = chat.position(r.message_id).ok_or(ChangeError::UnknownMessage)?;
+        let i = chat
+            .position(r.message_id)
+            .ok_or(ChangeError::UnknownMessage)?;
         if chat.messages[i].deleted_at.is_some() {
             return Err(ChangeError::Deleted);
         }
@@ -136,7 +145,9 @@ impl MemoryStore {
         let chat = chats
             .get_mut(&c.eventid)
             .ok_or(ChangeError::UnknownMessage)?;
-        let i = chat.position(c.message_id).ok_or(ChangeError::UnknownMessage)?;
+        let i = chat
+            .position(c.message_id)
+            .ok_or(ChangeError::UnknownMessage)?;
         let old = &chat.messages[i];
         let target = Target {
             userid: old.userid,

@@ -25,7 +25,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::directory::Role;
-use annotations::{Change, ChangeError, Deleted, ReactionCount, Reacted, Reaction, ReadMark, ReadRequest, ReadsApplied};
+use annotations::{
+    Change, ChangeError, Deleted, Reacted, Reaction, ReactionCount, ReadMark, ReadRequest,
+    ReadsApplied,
+};
 use ids::Ids;
 use memory::MemoryStore;
 use postgres::PostgresStore;
@@ -150,7 +153,9 @@ impl History {
         History {
             ids,
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
-            change_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::default()).collect(),
+            change_locks: (0..STRIPES)
+                .map(|_| tokio::sync::Mutex::default())
+                .collect(),
             reads: reads::Reads::new(config.read_flush),
             store,
             config,
@@ -286,7 +291,13 @@ impl History {
     /// Runs a change to a stored message. In PostgreSQL, first waits for what this node queued for
     /// the chat to be written (a client may react to a message a moment after it arrived), and
     /// gives another node's message of a moment ago a little time to be stored by that node.
-    async fn change_stored<T, M, P, F>(&self, eventid: i32, message_id: i64, memory: M, postgres: P) -> Result<T, ChangeError>
+    async fn change_stored<T, M, P, F>(
+        &self,
+        eventid: i32,
+        message_id: i64,
+        memory: M,
+        postgres: P,
+    ) -> Result<T, ChangeError>
     where
         M: Fn(&MemoryStore, &mut memory::Chats) -> Result<T, ChangeError>,
         P: Fn(deadpool_postgres::Pool) -> F,
@@ -309,9 +320,13 @@ impl History {
         loop {
             let result = match tokio::time::timeout(timeout, postgres(store.pool().clone())).await {
                 Ok(result) => result,
-                Err(_) => Err(ChangeError::Unavailable(format!("no answer within {timeout:?}"))),
+                Err(_) => Err(ChangeError::Unavailable(format!(
+                    "no answer within {timeout:?}"
+                ))),
             };
-            let foreign = self.ids.foreign_and_recent(message_id, reads::FOREIGN_GRACE);
+            let foreign = self
+                .ids
+                .foreign_and_recent(message_id, reads::FOREIGN_GRACE);
             match result {
                 Err(ChangeError::UnknownMessage) if foreign && tries < reads::ROUNDS => {
                     tokio::time::sleep(wait).await;
@@ -372,7 +387,8 @@ impl History {
         let requests: Vec<ReadRequest> = batch.iter().map(|w| w.request.clone()).collect();
         let applied = self.apply_reads(&requests).await;
         let again = reads::Reads::settle(batch, applied, |r| {
-            self.ids.foreign_and_recent(r.message_id, reads::FOREIGN_GRACE)
+            self.ids
+                .foreign_and_recent(r.message_id, reads::FOREIGN_GRACE)
         });
         self.reads.requeue(again);
     }
@@ -391,9 +407,14 @@ impl History {
                     }
                 }
                 for r in requests {
-                    let known = applied.current.iter().any(|(e, m)| *e == r.eventid && m.userid == r.userid);
+                    let known = applied
+                        .current
+                        .iter()
+                        .any(|(e, m)| *e == r.eventid && m.userid == r.userid);
                     if !known {
-                        if let Some(mark) = store.read_mark(&self.stripe(r.eventid), r.eventid, r.userid) {
+                        if let Some(mark) =
+                            store.read_mark(&self.stripe(r.eventid), r.eventid, r.userid)
+                        {
                             applied.current.push((r.eventid, mark));
                         }
                     }
@@ -404,9 +425,16 @@ impl History {
                 // Marks name messages delivered before them: let this node's writer store those.
                 store.written_up_to(store.queued()).await;
                 let timeout = store.query_timeout();
-                match tokio::time::timeout(timeout, postgres_annotations::mark_read(store.pool(), requests)).await {
+                match tokio::time::timeout(
+                    timeout,
+                    postgres_annotations::mark_read(store.pool(), requests),
+                )
+                .await
+                {
                     Ok(result) => result,
-                    Err(_) => Err(ChangeError::Unavailable(format!("no answer within {timeout:?}"))),
+                    Err(_) => Err(ChangeError::Unavailable(format!(
+                        "no answer within {timeout:?}"
+                    ))),
                 }
             }
         }

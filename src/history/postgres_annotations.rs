@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use super::annotations::{
-    check, Change, ChangeError, ChangeKind, Deleted, ReactionCount, Reacted, Reaction, ReadMark,
+    check, Change, ChangeError, ChangeKind, Deleted, Reacted, Reaction, ReactionCount, ReadMark,
     ReadRequest, ReadsApplied, Target,
 };
 use crate::directory::Role;

@@ -21,7 +21,10 @@ pub enum ReadOutcome {
     Refused(ChangeError),
     /// The member's mark after the batch; `announce` is true for exactly one request of each
     /// member whose mark moved forward (the last valid one), which tells the room.
-    Marked { mark: ReadMark, announce: bool },
+    Marked {
+        mark: ReadMark,
+        announce: bool,
+    },
 }
 
 pub type OnRead = Box<dyn FnOnce(ReadOutcome) + Send>;
@@ -170,7 +173,12 @@ mod tests {
                 rounds: 0,
             }
         };
-        let batch = vec![waiting(10, 2), waiting(30, 2), waiting(99, 2), waiting(20, 2)];
+        let batch = vec![
+            waiting(10, 2),
+            waiting(30, 2),
+            waiting(99, 2),
+            waiting(20, 2),
+        ];
         let mark = ReadMark {
             userid: 2,
             role: Role::Tutee,

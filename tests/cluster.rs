@@ -177,6 +177,82 @@ async fn one_chat_over_three_nodes() {
     drop((a, b, c));
 }
 
+/// The `receive-message` payload of the next message `ws` gets.
+async fn received(ws: &mut RawWs) -> Value {
+    loop {
+        let frame = ws.recv_text().await.expect("a message");
+        if frame.starts_with(r#"42["receive-message""#) {
+            return payload(&frame, "receive-message");
+        }
+    }
+}
+
+#[tokio::test]
+async fn receipts_reactions_edits_and_deletions_across_nodes() {
+    let redis = RedisServer::start().await;
+    let db = TestDb::create().await;
+    // Node A stores slowly: node B gets marks and reactions for A's messages before they are
+    // in the database, and must wait for them rather than call them unknown.
+    let a = node(&redis, &db, 0, &["--history-linger-ms", "400"]).await;
+    let b = node(&redis, &db, 1, &[]).await;
+    let (mut tutor, _) = join(a.addr(), 101, 1, "tutor").await;
+    let (mut tutee, _) = join(b.addr(), 101, 2, "tutee").await;
+    next_event(&mut tutor, "user-joined-chat").await;
+    tutor
+        .send_text(r#"42["send-message",{"message":"first"}]"#)
+        .await;
+    let first = received(&mut tutee).await["id"].as_i64().expect("id");
+    tutee
+        .send_text(&format!(
+            r#"42["react-message",{{"message_id":{first},"emoji":"👍","action":"add"}}]"#
+        ))
+        .await;
+    tutee
+        .send_text(&format!(r#"42["mark-read",{{"message_id":{first}}}]"#))
+        .await;
+    received(&mut tutor).await; // its own message
+    let reaction = next_event(&mut tutor, "message-reaction").await;
+    assert_eq!(reaction["counts"], serde_json::json!({"👍": 1}), "across nodes");
+    assert_eq!(reaction["userid"], 2);
+    assert_eq!(
+        next_event(&mut tutee, "message-reaction").await,
+        reaction,
+        "the reacting node's own member hears it too"
+    );
+    let read = next_event(&mut tutor, "messages-read").await;
+    assert_eq!(read["last_read_id"], first);
+
+    tutor
+        .send_text(&format!(
+            r#"42["edit-message",{{"message_id":{first},"message":"first, edited"}}]"#
+        ))
+        .await;
+    let edited = next_event(&mut tutee, "message-edited").await;
+    assert_eq!(edited["message"], "first, edited");
+    assert_eq!(next_event(&mut tutor, "message-edited").await, edited);
+    tutor
+        .send_text(r#"42["send-message",{"message":"second"}]"#)
+        .await;
+    let second = received(&mut tutee).await["id"].as_i64().expect("id");
+    received(&mut tutor).await;
+    tutor
+        .send_text(&format!(r#"42["delete-message",{{"message_id":{second}}}]"#))
+        .await;
+    let deleted = next_event(&mut tutee, "message-deleted").await;
+    assert_eq!(deleted["message_id"], second);
+
+    // A late joiner on node B sees all of it in the history.
+    let mut late = RawWs::socketio(b.addr()).await;
+    late.join_chat(101, 1, "tutor").await;
+    let history = payload(late.last_history.as_deref().expect("history"), "chat-history");
+    let messages = history["messages"].as_array().expect("messages");
+    assert_eq!(messages[0]["message"], "first, edited");
+    assert_eq!(messages[0]["reactions"], serde_json::json!({"👍": 1}));
+    assert_eq!(messages[1]["deleted"], true);
+    assert_eq!(history["read_receipts"][0]["last_read_id"], first);
+    drop((a, b));
+}
+
 #[tokio::test]
 async fn a_killed_node_leaves_the_counts_and_redis_can_restart() {
     let mut redis = RedisServer::start().await;

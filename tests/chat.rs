@@ -276,7 +276,7 @@ async fn acks_answer_every_event() {
     );
     assert_eq!(
         ws.recv_text().await.unwrap(),
-        r#"42["chat-history",{"eventid":101,"messages":[],"has_more":false}]"#
+        r#"42["chat-history",{"eventid":101,"messages":[],"has_more":false,"read_receipts":[]}]"#
     );
     ws.send_text(r#"422["typing",{"is_typing":false}]"#).await;
     assert_eq!(

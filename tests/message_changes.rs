@@ -91,6 +91,13 @@ async fn db_client(db: &TestDb) -> tokio_postgres::Client {
 }
 
 #[tokio::test]
+async fn the_official_javascript_client_marks_reacts_edits_and_deletes() {
+    let db = TestDb::create().await;
+    let server = support::chat_gateway(&db.url(), TRUST).await;
+    support::node("chat.mjs", &[&server.url(), "changes"]).await;
+}
+
+#[tokio::test]
 async fn read_marks_reach_the_others_and_late_joiners_and_never_move_back() {
     let db = TestDb::create().await;
     let server = support::chat_gateway(&db.url(), TRUST).await;

@@ -306,7 +306,7 @@ const scenarios = {
     // Listening before the join: chat-history may arrive in the same read as the join's ack.
     const first = next(tutor, "chat-history");
     await join(tutor, 101, 1, "tutor");
-    equal(await first, [{ eventid: 101, messages: [], has_more: false }], "a new chat's history");
+    equal(await first, [{ eventid: 101, messages: [], has_more: false, read_receipts: [] }], "a new chat's history");
     const sent = [];
     for (const text of ["one", "two", "three"]) {
       const [m] = await ask(tutor, "send-message", { message: text });
@@ -316,11 +316,65 @@ const scenarios = {
     const tutee = await client();
     const history = next(tutee, "chat-history");
     await join(tutee, 101, 2, "tutee");
-    equal(await history, [{ eventid: 101, messages: sent.slice(1), has_more: true }], "the newest page after chat-joined");
+    equal(await history, [{ eventid: 101, messages: sent.slice(1), has_more: true, read_receipts: [] }], "the newest page after chat-joined");
     const [older] = await ask(tutee, "load-history", { eventid: 101, before_id: sent[1].id, limit: 5 });
-    equal(older, { eventid: 101, messages: sent.slice(0, 1), has_more: false }, "the page before");
+    equal(older, { eventid: 101, messages: sent.slice(0, 1), has_more: false, read_receipts: [] }, "the page before");
     tutor.close();
     tutee.close();
+  },
+
+  // Read receipts, reactions, edits and deletions with the official client: each event with its
+  // ack and its broadcast, and one refusal of each kind a client is most likely to hit.
+  async changes() {
+    const tutor = await client();
+    const tutee = await client();
+    await join(tutor, 101, 1, "tutor");
+    await join(tutee, 101, 2, "tutee");
+    const [m] = await ask(tutor, "send-message", { message: "2 + 2 = 5" });
+    await barrier(tutee);
+
+    const read = next(tutor, "messages-read");
+    const [mark] = await ask(tutee, "mark-read", { eventid: 101, userid: 2, message_id: m.id });
+    equal((await read)[0], mark, "messages-read is what the ack said");
+    equal([mark.userid, mark.role, mark.last_read_id], [2, "tutee", m.id], "the mark");
+    if (!TIMESTAMP.test(mark.timestamp)) fail(`timestamp ${mark.timestamp}`);
+
+    const reacted = next(tutor, "message-reaction");
+    const [reaction] = await ask(tutee, "react-message", { eventid: 101, userid: 2, message_id: m.id, emoji: "🤔", action: "add" });
+    equal((await reacted)[0], reaction, "message-reaction is what the ack said");
+    equal(reaction.counts, { "🤔": 1 }, "counts");
+
+    const edited = next(tutee, "message-edited");
+    const [edit] = await ask(tutor, "edit-message", { eventid: 101, userid: 1, message_id: m.id, message: "2 + 2 = 4" });
+    equal((await edited)[0], edit, "message-edited is what the ack said");
+    equal([edit.message_id, edit.message], [m.id, "2 + 2 = 4"], "the edit");
+    if (!TIMESTAMP.test(edit.edited_at)) fail(`edited_at ${edit.edited_at}`);
+
+    const refusals = [
+      [tutee, "edit-message", { message_id: m.id, message: "hijack" }, "Not your message: only its author can edit or delete it"],
+      [tutee, "react-message", { message_id: m.id, emoji: "🤔🤔", action: "add" }, "Invalid emoji: emoji must be exactly one emoji (skin tones and ZWJ sequences count as one)"],
+      [tutee, "mark-read", { message_id: m.id + 1 }, "Message not found in this chat"],
+      [tutee, "delete-message", { message_id: "x" }, "Invalid message_id: must be a positive integer"],
+    ];
+    for (const [socket, event, body, error] of refusals) {
+      const chatError = next(socket, "chat-error");
+      const [answer] = await ask(socket, event, body);
+      equal(answer, { error }, `${event} refused by ack`);
+      equal((await chatError)[0], { message: error }, `${event} refused by chat-error`);
+    }
+
+    const deleted = next(tutee, "message-deleted");
+    const [gone] = await ask(tutor, "delete-message", { eventid: 101, userid: 1, message_id: m.id });
+    equal((await deleted)[0], gone, "message-deleted is what the ack said");
+
+    const late = await client();
+    const history = next(late, "chat-history");
+    await join(late, 101, 2, "tutee");
+    const [page] = await history;
+    const tombstone = page.messages[0];
+    equal([tombstone.id, tombstone.message, tombstone.deleted, tombstone.deleted_at], [m.id, "", true, gone.deleted_at], "the tombstone");
+    equal(page.read_receipts, [{ userid: 2, role: "tutee", last_read_id: m.id, timestamp: mark.timestamp }], "receipts");
+    for (const s of [tutor, tutee, late]) s.close();
   },
 };
 

@@ -42,7 +42,7 @@ tutee.client.connect(url, transports=["websocket"], wait_timeout=5)
 joined = tutor.client.call("join-chat", {"eventid": 101, "userid": 1, "role": "tutor"}, timeout=5)
 if joined != {"eventid": 101, "member_count": 1, "role": "tutor"}:
     fail(f"tutor join ack {joined!r}")
-if tutor.wait("chat-history") != {"eventid": 101, "messages": [], "has_more": False}:
+if tutor.wait("chat-history") != {"eventid": 101, "messages": [], "has_more": False, "read_receipts": []}:
     fail("chat-history after the join")
 tutee.client.emit("join-chat", {"eventid": 101, "userid": 2, "role": "tutee"})
 if tutee.wait("chat-joined")["member_count"] != 2:
@@ -67,6 +67,19 @@ tutee.client.emit("send-message", {"message": ""})
 if tutee.wait("chat-error") != {"message": "Empty message"}:
     fail("Empty message error")
 
+# Reactions and read receipts: the ack and the others' broadcast agree.
+reaction = tutor.client.call(
+    "react-message", {"eventid": 101, "message_id": got["id"], "emoji": "👏", "action": "add"}, timeout=5
+)
+if reaction.get("counts") != {"👏": 1} or tutee.wait("message-reaction") != reaction:
+    fail(f"message-reaction {reaction!r}")
+mark = tutor.client.call("mark-read", {"eventid": 101, "userid": 1, "message_id": got["id"]}, timeout=5)
+if mark.get("last_read_id") != got["id"] or tutee.wait("messages-read") != mark:
+    fail(f"messages-read {mark!r}")
+refused = tutor.client.call("react-message", {"message_id": got["id"], "emoji": "ok", "action": "add"}, timeout=5)
+if not refused.get("error", "").startswith("Invalid emoji"):
+    fail(f"a word is not an emoji: {refused!r}")
+
 tutee.client.disconnect()
 if tutor.wait("user-left-chat") != {"userid": 2, "role": "tutee", "member_count": 1}:
     fail("user-left-chat on disconnect")
@@ -74,7 +87,10 @@ tutor.client.disconnect()
 late = Peer()
 late.client.connect(url, transports=["websocket"], wait_timeout=5)
 late.client.emit("join-chat", {"eventid": 101, "userid": 1, "role": "tutor"})
-if late.wait("chat-history") != {"eventid": 101, "messages": [got], "has_more": False}:
-    fail("a later visit's chat-history")
+history = late.wait("chat-history")
+kept = dict(got, reactions={"👏": 1}, my_reactions=["👏"])
+receipt = {k: mark[k] for k in ("userid", "role", "last_read_id", "timestamp")}
+if history != {"eventid": 101, "messages": [kept], "has_more": False, "read_receipts": [receipt]}:
+    fail(f"a later visit's chat-history {history!r}")
 late.client.disconnect()
 print("ok")

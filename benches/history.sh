@@ -52,21 +52,4 @@ for round in $(seq 1 "$rounds"); do
 done
 
 cat "$out/summary.txt"
-python3 - "$out/results.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-groups = {}
-for r in rows:
-    groups.setdefault((r.get("rate"), r.get("rooms")), {}).setdefault(r["label"], []).append(r)
-fields = [("deliveries_per_sec", "deliveries/s", "{:,.0f}"), ("server_cpu_us_per_delivery", "server µs/delivery", "{:.2f}"),
-          ("p50_us", "p50 µs", "{:,.0f}"), ("p99_us", "p99 µs", "{:,.0f}"), ("lost", "lost", "{}")]
-print("\n| load | metric | history on | history off | on / off |\n| --- | --- | --- | --- | --- |")
-for (rate, rooms), by in groups.items():
-    name = f"fanout rate {rate or 'max'}, {rooms} rooms"
-    for field, label, fmt in fields:
-        med = lambda runs: statistics.median(r[field] for r in runs) if runs else None
-        on, off = med(by.get("history-on", [])), med(by.get("history-off", []))
-        show = lambda v: "?" if v is None else fmt.format(v)
-        ratio = f"{on / off:.2f}" if on is not None and off else "-"
-        print(f"| {name} | {label} | {show(on)} | {show(off)} | {ratio} |")
-PY
+python3 benches/ratio_table.py "$out/results.jsonl" history-on history-off "history on" "history off"

@@ -73,6 +73,14 @@ enum Scenario {
         warmup: f64,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Read receipts: every N ms each client sends `mark-read` for the newest message it got
+        /// from the other member (if it got a new one). 0: never.
+        #[arg(long, default_value_t = 0)]
+        mark_read_ms: u64,
+        /// Reactions: each client reacts (`react-message`, add) to every Kth message it gets from
+        /// the other member. 0: never.
+        #[arg(long, default_value_t = 0)]
+        react_every: u32,
     },
     Idle {
         #[arg(long, default_value_t = 1000)]
@@ -194,7 +202,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             inflight,
             warmup,
             duration,
-        } => fanout(target, pid, rooms, rate, inflight, warmup, duration).await?,
+            mark_read_ms,
+            react_every,
+        } => {
+            let extras = Extras {
+                mark_read: (mark_read_ms > 0).then(|| Duration::from_millis(mark_read_ms)),
+                react_every,
+            };
+            fanout(target, pid, rooms, rate, inflight, warmup, duration, extras).await?
+        }
         Scenario::Idle {
             connections,
             concurrency,
@@ -247,6 +263,16 @@ struct Shared {
     /// Deliveries of messages sent inside the window (for loss), whenever they arrive.
     delivered_of_window: Cell<u64>,
     latency: RefCell<Option<Histogram<u64>>>,
+    /// `mark-read`s and `react-message`s sent.
+    marks: Cell<u64>,
+    reactions: Cell<u64>,
+}
+
+/// What fan-out clients do besides chatting: mark what they read, react to some messages.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extras {
+    mark_read: Option<Duration>,
+    react_every: u32,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -258,6 +284,7 @@ async fn fanout(
     inflight: u32,
     warmup: f64,
     duration: f64,
+    extras: Extras,
 ) -> Result<serde_json::Value, String> {
     let clients = rooms * 2;
     if clients > MAX_CONNECTIONS {
@@ -282,7 +309,7 @@ async fn fanout(
         let shared = shared.clone();
         let phase = period.map(|p| p.mul_f64((n as f64 * 0.618_034) % 1.0));
         tasks.spawn_local(client_loop(
-            conn, n as u32, shared, epoch, period, phase, inflight,
+            conn, n as u32, shared, epoch, period, phase, inflight, extras,
         ));
     }
     let since = |d: f64| epoch + Duration::from_secs_f64(d);
@@ -325,9 +352,13 @@ async fn fanout(
         "deliveries_per_sec": per_sec, "p50_us": us(0.5), "p99_us": us(0.99), "max_us": hist.max() as f64 / 1000.0,
         "sent": sent, "lost": lost, "server_cpu_us_per_delivery": cpu_us,
         "server_core_share": server_core, "tool_core_share": tool_core,
+        "mark_read_ms": extras.mark_read.map(|d| d.as_millis() as u64),
+        "react_every": extras.react_every,
+        "marks_sent": shared.marks.get(), "reactions_sent": shared.reactions.get(),
     }))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn client_loop(
     mut conn: Conn,
     me: u32,
@@ -336,7 +367,18 @@ async fn client_loop(
     period: Option<Duration>,
     phase: Option<Duration>,
     inflight: u32,
+    extras: Extras,
 ) {
+    // The newest id got from the other member, and the last one marked read.
+    let (mut newest, mut marked) = (0u64, 0u64);
+    let mut others = 0u32;
+    let mut extra = Vec::with_capacity(96);
+    let mut marker = extras.mark_read.map(|p| {
+        let start = Instant::now() + p.mul_f64((f64::from(me) * 0.618_034) % 1.0);
+        let mut i = tokio::time::interval_at(start, p);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
     let now_ns = || epoch.elapsed().as_nanos() as u64;
     let mut text = Vec::with_capacity(96);
     let mut send = |conn: &mut Conn, shared: &Shared| {
@@ -382,10 +424,32 @@ async fn client_loop(
                     if ticker.is_none() && sender == me {
                         send(&mut conn, &shared);
                     }
+                    if sender != me && (marker.is_some() || extras.react_every > 0) {
+                        if let Some(id) = wire::message_id(&frame) {
+                            newest = newest.max(id);
+                            others += 1;
+                            if extras.react_every > 0 && others.is_multiple_of(extras.react_every) && shared.sending.get() {
+                                wire::reaction_into(&mut extra, id);
+                                conn.queue_text(&extra);
+                                shared.reactions.set(shared.reactions.get() + 1);
+                            }
+                        }
+                    }
                 }
                 // Write once per batch of frames that arrived together.
                 if !conn.has_buffered_frame() && conn.flush().await.is_err() {
                     return;
+                }
+            }
+            _ = async { marker.as_mut().expect("guarded").tick().await }, if marker.is_some() => {
+                if newest > marked && shared.sending.get() {
+                    marked = newest;
+                    wire::mark_read_into(&mut extra, newest);
+                    conn.queue_text(&extra);
+                    shared.marks.set(shared.marks.get() + 1);
+                    if conn.flush().await.is_err() {
+                        return;
+                    }
                 }
             }
             _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() => {

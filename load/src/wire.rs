@@ -226,25 +226,58 @@ pub fn sent_at(frame: &[u8]) -> Option<(u32, u64)> {
 /// A send-message frame whose text carries the send time and the sender's client number, written
 /// into `out` (cleared first) without formatting machinery.
 pub fn message_text_into(out: &mut Vec<u8>, nanos: u64, sender: u32) {
-    fn digits(out: &mut Vec<u8>, mut n: u64) {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&buf[i..]);
-    }
     out.clear();
     out.extend_from_slice(br#"42["send-message",{"message":"t"#);
-    digits(out, nanos);
+    decimal(out, nanos);
     out.push(b'-');
-    digits(out, u64::from(sender));
+    decimal(out, u64::from(sender));
     out.extend_from_slice(br#" lorem ipsum dolor sit amet"}]"#);
+}
+
+/// The `id` of a receive-message frame (the last field both servers write; found from the end).
+pub fn message_id(frame: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"id\":";
+    let tail = &frame[frame.len().saturating_sub(40)..];
+    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let digits = tail[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut id: u64 = 0;
+    let mut any = false;
+    for d in digits {
+        id = id.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(id)
+}
+
+/// Appends `n` in decimal, without formatting machinery.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// A `mark-read` frame for message `id`, written into `out` (cleared first).
+pub fn mark_read_into(out: &mut Vec<u8>, id: u64) {
+    out.clear();
+    out.extend_from_slice(br#"42["mark-read",{"message_id":"#);
+    decimal(out, id);
+    out.extend_from_slice(b"}]");
+}
+
+/// A `react-message` frame adding 👍 to message `id`, written into `out` (cleared first).
+pub fn reaction_into(out: &mut Vec<u8>, id: u64) {
+    out.clear();
+    out.extend_from_slice(br#"42["react-message",{"message_id":"#);
+    decimal(out, id);
+    out.extend_from_slice(",\"emoji\":\"👍\",\"action\":\"add\"}]".as_bytes());
 }
 
 /// `message_text_into` as a new string.
@@ -266,6 +299,21 @@ mod tests {
         assert_eq!(
             sent_at(br#"42["receive-message",{"message":"hello"}]"#),
             None
+        );
+    }
+
+    #[test]
+    fn ids_and_extras() {
+        let frame = br#"42["receive-message",{"message":"t1-2 x","userid":3,"eventid":4,"id":247522194292752}]"#;
+        assert_eq!(message_id(frame), Some(247522194292752));
+        assert_eq!(message_id(br#"42["receive-message",{"message":"x"}]"#), None);
+        let mut out = Vec::new();
+        mark_read_into(&mut out, 17);
+        assert_eq!(out, br#"42["mark-read",{"message_id":17}]"#);
+        reaction_into(&mut out, 17);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"42["react-message",{"message_id":17,"emoji":"👍","action":"add"}]"#
         );
     }
 

@@ -3,6 +3,7 @@
 //! the rules that do not depend on the store (who may edit, until when) are here too, so both
 //! stores refuse the same things with the same errors.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,9 +35,9 @@ pub struct ReadsApplied {
     /// Per request, in order: the message exists in that chat.
     pub valid: Vec<bool>,
     /// `(eventid, userid)` whose stored mark moved forward.
-    pub advanced: Vec<(i32, i32)>,
+    pub advanced: HashSet<(i32, i32)>,
     /// The stored mark of every `(eventid, userid)` of the batch that has one, after the batch.
-    pub current: Vec<(i32, ReadMark)>,
+    pub current: HashMap<(i32, i32), ReadMark>,
 }
 
 /// One emoji's total on a message.

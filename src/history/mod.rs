@@ -402,20 +402,16 @@ impl History {
                     let moved = store.mark_read(&mut self.stripe(r.eventid), r);
                     applied.valid.push(moved.is_some());
                     let key = (r.eventid, r.userid);
-                    if moved == Some(true) && !applied.advanced.contains(&key) {
-                        applied.advanced.push(key);
+                    if moved == Some(true) {
+                        applied.advanced.insert(key);
                     }
                 }
                 for r in requests {
-                    let known = applied
-                        .current
-                        .iter()
-                        .any(|(e, m)| *e == r.eventid && m.userid == r.userid);
-                    if !known {
-                        if let Some(mark) =
-                            store.read_mark(&self.stripe(r.eventid), r.eventid, r.userid)
-                        {
-                            applied.current.push((r.eventid, mark));
+                    let key = (r.eventid, r.userid);
+                    if !applied.current.contains_key(&key) {
+                        let chats = self.stripe(r.eventid);
+                        if let Some(mark) = store.read_mark(&chats, r.eventid, r.userid) {
+                            applied.current.insert(key, mark);
                         }
                     }
                 }

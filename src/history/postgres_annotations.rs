@@ -6,7 +6,7 @@
 //! batches (see `reads.rs`): one statement validates them all, one upserts the newest valid mark
 //! per member, and the upsert only ever moves a mark forward, whichever node wrote first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -199,24 +199,18 @@ pub async fn mark_read(pool: &Pool, requests: &[ReadRequest]) -> Result<ReadsApp
         .map_err(unavailable)?
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<Vec<(i32, i32)>, tokio_postgres::Error>>()
+        .collect::<Result<HashSet<(i32, i32)>, tokio_postgres::Error>>()
         .map_err(unavailable)?;
-    let k_events: Vec<i32> = requests.iter().map(|r| r.eventid).collect();
-    let k_users: Vec<i32> = requests.iter().map(|r| r.userid).collect();
-    let mut current = Vec::new();
+    let users: Vec<i32> = requests.iter().map(|r| r.userid).collect();
+    let mut current = HashMap::new();
     for row in client
-        .query(CURRENT, &[&k_events, &k_users])
+        .query(CURRENT, &[&eventids, &users])
         .await
         .map_err(unavailable)?
     {
         let eventid: i32 = row.try_get(0).map_err(unavailable)?;
         let mark = read_mark(&row, 1)?;
-        if !current
-            .iter()
-            .any(|(e, m): &(i32, ReadMark)| *e == eventid && m.userid == mark.userid)
-        {
-            current.push((eventid, mark));
-        }
+        current.insert((eventid, mark.userid), mark);
     }
     Ok(ReadsApplied {
         valid,

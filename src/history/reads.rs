@@ -121,9 +121,8 @@ impl Reads {
             let key = (r.eventid, r.userid);
             let mark = applied
                 .current
-                .iter()
-                .find(|(e, m)| *e == r.eventid && m.userid == r.userid)
-                .map(|(_, m)| m.clone())
+                .get(&key)
+                .cloned()
                 .unwrap_or_else(|| ReadMark {
                     userid: r.userid,
                     role: r.role,
@@ -187,8 +186,8 @@ mod tests {
         };
         let applied = ReadsApplied {
             valid: vec![true, true, false, true],
-            advanced: vec![(1, 2)],
-            current: vec![(1, mark)],
+            advanced: [(1, 2)].into(),
+            current: [((1, 2), mark)].into(),
         };
         let again = Reads::settle(batch, Ok(applied), |_| false);
         assert!(again.is_empty());

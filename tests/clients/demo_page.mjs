@@ -1,5 +1,6 @@
 // The demo page in a real headless browser (Debian's chromium driven by playwright-core): a tutor
-// and a tutee join event 101 from two pages, see each other's typing indicator and messages.
+// and a tutee join event 101 from two pages, see each other's typing indicator and messages, then
+// the page's read ticks, a reaction, an edit and a deletion.
 // Usage: node demo_page.mjs URL SCREENSHOT_PATH
 import { chromium } from "playwright-core";
 import { fail, run } from "./lib.mjs";
@@ -45,6 +46,77 @@ run(async () => {
         fail(`messages shown: ${JSON.stringify(texts)}`);
       }
     }
+
+    // Read receipts: the tutee's page marks what it showed as read, so the tutor's message gets the
+    // read ticks on the tutor's page (and the tutee's question on the tutee's page).
+    const answerId = await tutor.getAttribute(".msg.mine:has-text('uv − ∫v du')", "data-id");
+    const answer = `.msg[data-id="${answerId}"]`;
+    await tutor.waitForSelector(`${answer} .ticks.read`, { timeout: 10000 });
+    const ticks = await tutor.textContent(`${answer} .ticks`);
+    if (ticks !== "✓✓") fail(`read ticks shown as ${JSON.stringify(ticks)}`);
+    await tutee.waitForSelector(".msg.mine:has-text('integration by parts') .ticks.read", { timeout: 10000 });
+    if ((await tutee.$$(`${answer} .ticks`)).length !== 0) fail("ticks on the other member's message");
+
+    // A reaction: the tutee's 👍 on the tutor's message is counted on both pages.
+    await tutee.click(`${answer} button.reaction[data-emoji="👍"]`);
+    for (const page of [tutor, tutee]) {
+      await page.waitForFunction(
+        (sel) => document.querySelector(`${sel} button.reaction[data-emoji="👍"]`)?.textContent === "👍 1",
+        answer, { timeout: 10000 });
+    }
+    if ((await tutee.getAttribute(`${answer} button.reaction[data-emoji="👍"]`, "aria-pressed")) !== "true") {
+      fail("the tutee's own reaction is not shown as pressed");
+    }
+    if ((await tutor.getAttribute(`${answer} button.reaction[data-emoji="👍"]`, "aria-pressed")) !== "false") {
+      fail("the tutee's reaction is shown as the tutor's");
+    }
+
+    // An edit: only the author has the buttons; edit puts the text in #text, "Save edit" sends it.
+    if ((await tutee.$$(`${answer} button.edit, ${answer} button.delete`)).length !== 0) {
+      fail("edit/delete offered on someone else's message");
+    }
+    await tutor.click(`${answer} button.edit`);
+    const editing = await tutor.inputValue("#text");
+    if (editing !== "Sure! ∫u dv = uv − ∫v du 🙂") fail(`edit starts from ${JSON.stringify(editing)}`);
+    if ((await tutor.textContent("#sendbtn")) !== "Save edit") fail("send button not in edit mode");
+    const edited = "Sure! ∫u dv = uv − ∫v du, pick u to simplify 🙂";
+    await tutor.fill("#text", edited);
+    await tutor.click("#sendbtn");
+    for (const page of [tutor, tutee]) {
+      await page.waitForFunction(
+        ([sel, text]) => {
+          const el = document.querySelector(sel);
+          return el?.firstChild.textContent === text && el.querySelector(".meta").textContent.includes("(edited)");
+        },
+        [answer, edited], { timeout: 10000 });
+    }
+    if ((await tutor.textContent("#sendbtn")) !== "Send" || (await tutor.inputValue("#text")) !== "") {
+      fail("the form did not leave edit mode");
+    }
+    const kept = await tutee.textContent(`${answer} button.reaction[data-emoji="👍"]`);
+    if (kept !== "👍 1") fail(`reaction after the edit: ${kept}`);
+
+    // A deletion: the tutor's third message becomes "message deleted" on both pages.
+    await tutor.fill("#text", "Oops, wrong chat");
+    await tutor.click("#sendbtn");
+    await tutee.waitForSelector(".msg:has-text('wrong chat')", { timeout: 10000 });
+    const oopsId = await tutor.getAttribute(".msg.mine:has-text('wrong chat')", "data-id");
+    const oops = `.msg[data-id="${oopsId}"]`;
+    await tutor.click(`${oops} button.delete`);
+    for (const page of [tutor, tutee]) {
+      await page.waitForFunction(
+        (sel) => document.querySelector(`${sel} .deleted`)?.textContent === "message deleted",
+        oops, { timeout: 10000 });
+      const left = await page.$$(`${oops} button`);
+      if (left.length !== 0) fail(`a deleted message still has ${left.length} buttons`);
+      const texts = await page.$$eval(".msg", (els) => els.map((e) => e.firstChild.textContent));
+      if (JSON.stringify(texts) !== JSON.stringify(["Could you explain integration by parts?", edited, "message deleted"])) {
+        fail(`messages shown at the end: ${JSON.stringify(texts)}`);
+      }
+    }
+    const errors = await tutee.$$eval(".error", (els) => els.map((e) => e.textContent));
+    if (errors.length) fail(`chat errors shown: ${JSON.stringify(errors)}`);
+
     if (screenshot) await tutee.screenshot({ path: screenshot });
     console.log("ok");
   } finally {

@@ -212,7 +212,11 @@ async fn receipts_reactions_edits_and_deletions_across_nodes() {
         .await;
     received(&mut tutor).await; // its own message
     let reaction = next_event(&mut tutor, "message-reaction").await;
-    assert_eq!(reaction["counts"], serde_json::json!({"👍": 1}), "across nodes");
+    assert_eq!(
+        reaction["counts"],
+        serde_json::json!({"👍": 1}),
+        "across nodes"
+    );
     assert_eq!(reaction["userid"], 2);
     assert_eq!(
         next_event(&mut tutee, "message-reaction").await,
@@ -236,7 +240,9 @@ async fn receipts_reactions_edits_and_deletions_across_nodes() {
     let second = received(&mut tutee).await["id"].as_i64().expect("id");
     received(&mut tutor).await;
     tutor
-        .send_text(&format!(r#"42["delete-message",{{"message_id":{second}}}]"#))
+        .send_text(&format!(
+            r#"42["delete-message",{{"message_id":{second}}}]"#
+        ))
         .await;
     let deleted = next_event(&mut tutee, "message-deleted").await;
     assert_eq!(deleted["message_id"], second);
@@ -244,7 +250,10 @@ async fn receipts_reactions_edits_and_deletions_across_nodes() {
     // A late joiner on node B sees all of it in the history.
     let mut late = RawWs::socketio(b.addr()).await;
     late.join_chat(101, 1, "tutor").await;
-    let history = payload(late.last_history.as_deref().expect("history"), "chat-history");
+    let history = payload(
+        late.last_history.as_deref().expect("history"),
+        "chat-history",
+    );
     let messages = history["messages"].as_array().expect("messages");
     assert_eq!(messages[0]["message"], "first, edited");
     assert_eq!(messages[0]["reactions"], serde_json::json!({"👍": 1}));

@@ -306,7 +306,10 @@ mod tests {
     fn ids_and_extras() {
         let frame = br#"42["receive-message",{"message":"t1-2 x","userid":3,"eventid":4,"id":247522194292752}]"#;
         assert_eq!(message_id(frame), Some(247522194292752));
-        assert_eq!(message_id(br#"42["receive-message",{"message":"x"}]"#), None);
+        assert_eq!(
+            message_id(br#"42["receive-message",{"message":"x"}]"#),
+            None
+        );
         let mut out = Vec::new();
         mark_read_into(&mut out, 17);
         assert_eq!(out, br#"42["mark-read",{"message_id":17}]"#);

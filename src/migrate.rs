@@ -60,7 +60,41 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
              old_message text NOT NULL,
              at          timestamptz NOT NULL
          );
-         CREATE INDEX chatgate_message_audit_message ON chatgate_message_audit (message_id);",
+         CREATE INDEX chatgate_message_audit_message ON chatgate_message_audit (message_id);
+         -- A reaction in one round trip (it is the most frequent change): lock the message's row,
+         -- add or remove, and total the message's reactions, each statement seeing what was
+         -- committed before the lock was granted. `status`: 'unknown' (not a message of that
+         -- chat), 'deleted', or 'ok'.
+         CREATE FUNCTION chatgate_react(p_id bigint, p_eventid integer, p_userid integer,
+                                        p_emoji text, p_add boolean, p_at timestamptz,
+                                        OUT status text, OUT changed boolean,
+                                        OUT emojis text[], OUT counts bigint[])
+         LANGUAGE plpgsql AS $$
+         DECLARE
+             gone timestamptz;
+             n integer;
+         BEGIN
+             SELECT deleted_at INTO gone FROM chatgate_message
+                 WHERE id = p_id AND eventid = p_eventid FOR UPDATE;
+             IF NOT FOUND THEN status := 'unknown'; RETURN; END IF;
+             IF gone IS NOT NULL THEN status := 'deleted'; RETURN; END IF;
+             IF p_add THEN
+                 INSERT INTO chatgate_reaction (message_id, userid, emoji, created_at)
+                     VALUES (p_id, p_userid, p_emoji, p_at) ON CONFLICT DO NOTHING;
+             ELSE
+                 DELETE FROM chatgate_reaction
+                     WHERE message_id = p_id AND userid = p_userid AND emoji = p_emoji;
+             END IF;
+             GET DIAGNOSTICS n = ROW_COUNT;
+             changed := n > 0;
+             SELECT coalesce(array_agg(t.emoji ORDER BY t.first, t.emoji), '{}'),
+                    coalesce(array_agg(t.total ORDER BY t.first, t.emoji), '{}')
+                 INTO emojis, counts
+                 FROM (SELECT r.emoji, count(*) AS total, min(r.created_at) AS first
+                         FROM chatgate_reaction r WHERE r.message_id = p_id
+                         GROUP BY r.emoji) t;
+             status := 'ok';
+         END $$;",
     ),
 ];
 

@@ -77,10 +77,10 @@ enum Scenario {
         /// from the other member (if it got a new one). 0: never.
         #[arg(long, default_value_t = 0)]
         mark_read_ms: u64,
-        /// Reactions: each client reacts (`react-message`, add) to every Kth message it gets from
-        /// the other member. 0: never.
+        /// Reactions: every N ms each client reacts (`react-message`, add 👍) to the newest message
+        /// it got from the other member (if it got a new one). 0: never.
         #[arg(long, default_value_t = 0)]
-        react_every: u32,
+        react_ms: u64,
     },
     Idle {
         #[arg(long, default_value_t = 1000)]
@@ -203,11 +203,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             warmup,
             duration,
             mark_read_ms,
-            react_every,
+            react_ms,
         } => {
+            let every = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
             let extras = Extras {
-                mark_read: (mark_read_ms > 0).then(|| Duration::from_millis(mark_read_ms)),
-                react_every,
+                mark_read: every(mark_read_ms),
+                react: every(react_ms),
             };
             fanout(target, pid, rooms, rate, inflight, warmup, duration, extras).await?
         }
@@ -272,7 +273,7 @@ struct Shared {
 #[derive(Debug, Clone, Copy, Default)]
 struct Extras {
     mark_read: Option<Duration>,
-    react_every: u32,
+    react: Option<Duration>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -353,7 +354,7 @@ async fn fanout(
         "sent": sent, "lost": lost, "server_cpu_us_per_delivery": cpu_us,
         "server_core_share": server_core, "tool_core_share": tool_core,
         "mark_read_ms": extras.mark_read.map(|d| d.as_millis() as u64),
-        "react_every": extras.react_every,
+        "react_ms": extras.react.map(|d| d.as_millis() as u64),
         "marks_sent": shared.marks.get(), "reactions_sent": shared.reactions.get(),
     }))
 }
@@ -369,16 +370,17 @@ async fn client_loop(
     inflight: u32,
     extras: Extras,
 ) {
-    // The newest id got from the other member, and the last one marked read.
-    let (mut newest, mut marked) = (0u64, 0u64);
-    let mut others = 0u32;
+    // The newest id got from the other member, and the last ones marked read and reacted to.
+    let (mut newest, mut marked, mut reacted) = (0u64, 0u64, 0u64);
     let mut extra = Vec::with_capacity(96);
-    let mut marker = extras.mark_read.map(|p| {
+    let every = |p: Duration| {
         let start = Instant::now() + p.mul_f64((f64::from(me) * 0.618_034) % 1.0);
         let mut i = tokio::time::interval_at(start, p);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         i
-    });
+    };
+    let mut marker = extras.mark_read.map(every);
+    let mut reactor = extras.react.map(every);
     let now_ns = || epoch.elapsed().as_nanos() as u64;
     let mut text = Vec::with_capacity(96);
     let mut send = |conn: &mut Conn, shared: &Shared| {
@@ -424,15 +426,9 @@ async fn client_loop(
                     if ticker.is_none() && sender == me {
                         send(&mut conn, &shared);
                     }
-                    if sender != me && (marker.is_some() || extras.react_every > 0) {
+                    if sender != me && (marker.is_some() || reactor.is_some()) {
                         if let Some(id) = wire::message_id(&frame) {
                             newest = newest.max(id);
-                            others += 1;
-                            if extras.react_every > 0 && others.is_multiple_of(extras.react_every) && shared.sending.get() {
-                                wire::reaction_into(&mut extra, id);
-                                conn.queue_text(&extra);
-                                shared.reactions.set(shared.reactions.get() + 1);
-                            }
                         }
                     }
                 }
@@ -445,9 +441,16 @@ async fn client_loop(
                 if newest > marked && shared.sending.get() {
                     marked = newest;
                     wire::mark_read_into(&mut extra, newest);
-                    conn.queue_text(&extra);
-                    shared.marks.set(shared.marks.get() + 1);
-                    if conn.flush().await.is_err() {
+                    if !send_extra(&mut conn, &extra, &shared.marks).await {
+                        return;
+                    }
+                }
+            }
+            _ = async { reactor.as_mut().expect("guarded").tick().await }, if reactor.is_some() => {
+                if newest > reacted && shared.sending.get() {
+                    reacted = newest;
+                    wire::reaction_into(&mut extra, newest);
+                    if !send_extra(&mut conn, &extra, &shared.reactions).await {
                         return;
                     }
                 }
@@ -460,6 +463,14 @@ async fn client_loop(
             }
         }
     }
+}
+
+/// Sends one frame besides the chat (a mark or a reaction), counting it; false once the connection
+/// is gone.
+async fn send_extra(conn: &mut Conn, frame: &[u8], count: &Cell<u64>) -> bool {
+    conn.queue_text(frame);
+    count.set(count.get() + 1);
+    conn.flush().await.is_ok()
 }
 
 async fn idle(

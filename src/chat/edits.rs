@@ -84,6 +84,7 @@ fn apply(
             kind,
         };
         // Held until the room is told (see reactions.rs).
+        history.stored_so_far(member.eventid).await;
         let _order = history.lock_chat(member.eventid).await;
         let what = match change.kind {
             ChangeKind::Edit { .. } => "edit",

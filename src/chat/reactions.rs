@@ -86,6 +86,7 @@ pub fn react(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<
         };
         // Held until the room is told: the room hears this chat's changes in the order they
         // were made.
+        history.stored_so_far(member.eventid).await;
         let _order = history.lock_chat(member.eventid).await;
         match history.react(&reaction).await {
             Ok(reacted) => {

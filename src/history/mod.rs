@@ -148,6 +148,20 @@ pub struct History {
 
 const STRIPES: usize = 64;
 
+/// `work`'s result, or `Unavailable` if it takes longer than `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<T, ChangeError>>,
+) -> Result<T, ChangeError> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ChangeError::Unavailable(format!(
+                "no answer within {timeout:?}"
+            )))
+        })
+}
+
 impl History {
     fn with_store(config: HistoryConfig, ids: Arc<Ids>, store: Store) -> History {
         History {
@@ -288,9 +302,22 @@ impl History {
         self.change_locks[i].lock().await
     }
 
-    /// Runs a change to a stored message. In PostgreSQL, first waits for what this node queued for
-    /// the chat to be written (a client may react to a message a moment after it arrived), and
-    /// gives another node's message of a moment ago a little time to be stored by that node.
+    /// Waits (at most the query timeout) until what this node delivered so far in `eventid`'s chat
+    /// is stored: a client may react to a message a moment after it arrived. Called before
+    /// [`History::lock_chat`], so that the wait holds up no other change.
+    pub async fn stored_so_far(&self, eventid: i32) {
+        if let Store::Postgres(store) = &self.store {
+            let queued = {
+                // Under the chat's order lock: every message of the chat delivered so far is queued.
+                let _chats = self.stripe(eventid);
+                store.queued()
+            };
+            store.written_up_to(queued).await;
+        }
+    }
+
+    /// Runs a change to a stored message (see [`History::stored_so_far`]). Gives another node's
+    /// message of a moment ago a little time to be stored by that node.
     async fn change_stored<T, M, P, F>(
         &self,
         eventid: i32,
@@ -308,22 +335,11 @@ impl History {
             Store::Memory(store) => return memory(store, &mut self.stripe(eventid)),
             Store::Postgres(store) => store,
         };
-        let queued = {
-            // Under the chat's order lock: every message of the chat delivered so far is queued.
-            let _chats = self.stripe(eventid);
-            store.queued()
-        };
-        store.written_up_to(queued).await;
         let timeout = store.query_timeout();
         let mut wait = Duration::from_millis(50);
         let mut tries = 0;
         loop {
-            let result = match tokio::time::timeout(timeout, postgres(store.pool().clone())).await {
-                Ok(result) => result,
-                Err(_) => Err(ChangeError::Unavailable(format!(
-                    "no answer within {timeout:?}"
-                ))),
-            };
+            let result = within(timeout, postgres(store.pool().clone())).await;
             let foreign = self
                 .ids
                 .foreign_and_recent(message_id, reads::FOREIGN_GRACE);
@@ -386,11 +402,19 @@ impl History {
         }
         let requests: Vec<ReadRequest> = batch.iter().map(|w| w.request.clone()).collect();
         let applied = self.apply_reads(&requests).await;
-        let again = reads::Reads::settle(batch, applied, |r| {
+        let (told, again) = reads::Reads::settle(batch, applied, |r| {
             self.ids
                 .foreign_and_recent(r.message_id, reads::FOREIGN_GRACE)
         });
         self.reads.requeue(again);
+        // Each is a broadcast: hundreds of them at once would hold up the messages of every
+        // chat on this thread for milliseconds, so let other tasks run between small groups.
+        for (i, (done, outcome)) in told.into_iter().enumerate() {
+            done(outcome);
+            if i % 16 == 15 {
+                tokio::task::yield_now().await;
+            }
+        }
     }
 
     async fn apply_reads(&self, requests: &[ReadRequest]) -> Result<ReadsApplied, ChangeError> {
@@ -420,18 +444,8 @@ impl History {
             Store::Postgres(store) => {
                 // Marks name messages delivered before them: let this node's writer store those.
                 store.written_up_to(store.queued()).await;
-                let timeout = store.query_timeout();
-                match tokio::time::timeout(
-                    timeout,
-                    postgres_annotations::mark_read(store.pool(), requests),
-                )
-                .await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(ChangeError::Unavailable(format!(
-                        "no answer within {timeout:?}"
-                    ))),
-                }
+                let work = postgres_annotations::mark_read(store.pool(), requests);
+                within(store.query_timeout(), work).await
             }
         }
     }

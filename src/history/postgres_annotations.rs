@@ -2,7 +2,9 @@
 //!
 //! A reaction, edit or deletion is one short transaction that first locks the message's row
 //! (`FOR UPDATE`): changes to one message are applied one after the other on every node, and the
-//! totals a reaction answers include every reaction committed before it. Read marks are applied in
+//! totals a reaction answers include every reaction committed before it. A reaction, the most
+//! frequent, is one round trip (the function `chatgate_react` of migration 3); edits and deletions
+//! are rare and keep their rules in Rust (`annotations::check`, shared with the memory store). Read marks are applied in
 //! batches (see `reads.rs`): one statement validates them all, one upserts the newest valid mark
 //! per member, and the upsert only ever moves a mark forward, whichever node wrote first.
 
@@ -43,42 +45,40 @@ async fn lock(
     })
 }
 
-const COUNTS: &str = "SELECT emoji, count(*) FROM chatgate_reaction WHERE message_id = $1 \
-     GROUP BY emoji ORDER BY min(created_at), emoji";
+/// One round trip: the work is `chatgate_react` (migration 3).
+const REACT: &str =
+    "SELECT status, changed, emojis, counts FROM chatgate_react($1, $2, $3, $4, $5, $6)";
 
 pub async fn react(pool: &Pool, r: &Reaction) -> Result<Reacted, ChangeError> {
-    let mut client = pool.get().await.map_err(unavailable)?;
-    let tx = client.transaction().await.map_err(unavailable)?;
-    let target = lock(&tx, r.eventid, r.message_id).await?;
-    if target.deleted_at.is_some() {
-        return Err(ChangeError::Deleted);
-    }
-    let changed = if r.add {
-        tx.execute(
-            "INSERT INTO chatgate_reaction (message_id, userid, emoji, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&r.message_id, &r.userid, &r.emoji, &r.at],
+    let client = pool.get().await.map_err(unavailable)?;
+    let statement = client.prepare_cached(REACT).await.map_err(unavailable)?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &r.message_id,
+                &r.eventid,
+                &r.userid,
+                &r.emoji,
+                &r.add,
+                &r.at,
+            ],
         )
         .await
-    } else {
-        tx.execute(
-            "DELETE FROM chatgate_reaction WHERE message_id = $1 AND userid = $2 AND emoji = $3",
-            &[&r.message_id, &r.userid, &r.emoji],
-        )
-        .await
-    }
-    .map_err(unavailable)?
-        > 0;
-    let counts = tx
-        .query(COUNTS, &[&r.message_id])
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<Vec<(String, i64)>, tokio_postgres::Error>>()
         .map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)?;
-    Ok(Reacted { changed, counts })
+    let status: &str = row.try_get(0).map_err(unavailable)?;
+    match status {
+        "ok" => {}
+        "deleted" => return Err(ChangeError::Deleted),
+        "unknown" => return Err(ChangeError::UnknownMessage),
+        other => return Err(unavailable(format!("chatgate_react said {other:?}"))),
+    }
+    let emojis: Vec<String> = row.try_get(2).map_err(unavailable)?;
+    let counts: Vec<i64> = row.try_get(3).map_err(unavailable)?;
+    Ok(Reacted {
+        changed: row.try_get(1).map_err(unavailable)?,
+        counts: emojis.into_iter().zip(counts).collect(),
+    })
 }
 
 /// Edits or deletes a message; a deletion answers when it was deleted.

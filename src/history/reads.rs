@@ -81,19 +81,20 @@ impl Reads {
         self.waiting().is_empty()
     }
 
-    /// Tells each waiting mark what became of it; returns those to try again next interval.
+    /// What became of each waiting mark (to be told), and the marks to try again next interval.
     pub fn settle(
         batch: Vec<Waiting>,
         applied: Result<ReadsApplied, ChangeError>,
         retry: impl Fn(&ReadRequest) -> bool,
-    ) -> Vec<Waiting> {
+    ) -> (Vec<(OnRead, ReadOutcome)>, Vec<Waiting>) {
         let applied = match applied {
             Ok(applied) => applied,
             Err(e) => {
-                for w in batch {
-                    (w.done)(ReadOutcome::Refused(e.clone()));
-                }
-                return Vec::new();
+                let told = batch
+                    .into_iter()
+                    .map(|w| (w.done, ReadOutcome::Refused(e.clone())))
+                    .collect();
+                return (told, Vec::new());
             }
         };
         let valid = |i: usize| applied.valid.get(i).copied().unwrap_or(false);
@@ -105,6 +106,7 @@ impl Reads {
             }
         }
         let mut again = Vec::new();
+        let mut told = Vec::with_capacity(batch.len());
         for (i, w) in batch.into_iter().enumerate() {
             if !valid(i) {
                 if w.rounds < ROUNDS && retry(&w.request) {
@@ -113,7 +115,7 @@ impl Reads {
                         ..w
                     });
                 } else {
-                    (w.done)(ReadOutcome::Refused(ChangeError::UnknownMessage));
+                    told.push((w.done, ReadOutcome::Refused(ChangeError::UnknownMessage)));
                 }
                 continue;
             }
@@ -130,9 +132,9 @@ impl Reads {
                     read_at: r.at,
                 });
             let announce = announcer.get(&key) == Some(&i);
-            (w.done)(ReadOutcome::Marked { mark, announce });
+            told.push((w.done, ReadOutcome::Marked { mark, announce }));
         }
-        again
+        (told, again)
     }
 
     /// Puts marks back for the next interval.
@@ -189,8 +191,11 @@ mod tests {
             advanced: [(1, 2)].into(),
             current: [((1, 2), mark)].into(),
         };
-        let again = Reads::settle(batch, Ok(applied), |_| false);
+        let (told, again) = Reads::settle(batch, Ok(applied), |_| false);
         assert!(again.is_empty());
+        for (done, outcome) in told {
+            done(outcome);
+        }
         let seen = seen.lock().unwrap();
         let announced: Vec<i64> = seen
             .iter()

@@ -432,10 +432,12 @@ impl History {
                 }
                 for r in requests {
                     let key = (r.eventid, r.userid);
-                    if !applied.current.contains_key(&key) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        applied.current.entry(key)
+                    {
                         let chats = self.stripe(r.eventid);
                         if let Some(mark) = store.read_mark(&chats, r.eventid, r.userid) {
-                            applied.current.insert(key, mark);
+                            slot.insert(mark);
                         }
                     }
                 }

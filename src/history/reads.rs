@@ -121,16 +121,12 @@ impl Reads {
             }
             let r = &w.request;
             let key = (r.eventid, r.userid);
-            let mark = applied
-                .current
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| ReadMark {
-                    userid: r.userid,
-                    role: r.role,
-                    last_read_id: r.message_id,
-                    read_at: r.at,
-                });
+            let mark = applied.current.get(&key).cloned().unwrap_or(ReadMark {
+                userid: r.userid,
+                role: r.role,
+                last_read_id: r.message_id,
+                read_at: r.at,
+            });
             let announce = announcer.get(&key) == Some(&i);
             told.push((w.done, ReadOutcome::Marked { mark, announce }));
         }

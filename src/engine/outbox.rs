@@ -109,6 +109,17 @@ impl Outbox {
         queue.full_since = None;
     }
 
+    /// Frees the queue's buffer if nothing is queued; returns whether it was empty.
+    pub fn release_if_empty(&self) -> bool {
+        let mut queue = self.lock();
+        if queue.items.is_empty() {
+            queue.items = VecDeque::new();
+            true
+        } else {
+            false
+        }
+    }
+
     /// Number of items waiting.
     pub fn len(&self) -> usize {
         self.lock().items.len()

@@ -21,7 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::{
@@ -88,6 +88,8 @@ pub(super) fn upgrade<H: Handler>(
         )
         .await;
     };
+    // The task lives as long as the connection, so its size is paid per connection (1,032 bytes
+    // when last measured): keep big, rarely used states boxed.
     tokio::spawn(task);
 
     let mut response = Response::new(Body::default());
@@ -102,49 +104,57 @@ pub(super) fn upgrade<H: Handler>(
     Ok(response)
 }
 
-async fn run<H: Handler>(
+/// Not an `async fn`: those store their arguments twice (rust-lang/rust#62958), and this future,
+/// with the WebSocket inside, lives as long as the connection: an `async move` block keeps one copy
+/// (400 bytes less per connection, measured).
+#[allow(clippy::manual_async_fn)]
+fn run<H: Handler>(
     engine: Arc<Engine<H>>,
     mut ws: Socket,
     entry: Option<Entry<H>>,
     origin: Origin,
-) {
-    let entry = match entry {
-        None => {
-            let entry = engine.open(Transport::WebSocket, origin);
-            let open = engine.open_frame(&entry.session, &[]);
-            // The open packet goes out alone, flushed, before anything else.
-            if ws.send(message(&open)).await.is_err() {
-                entry.session.close(CloseReason::TransportError);
-                engine.finish(&entry);
-                return;
-            }
-            entry
-        }
-        Some(entry) => {
-            if !entry.session.begin_upgrade() {
-                // Already upgraded, or another probe is running: accept, then close this one.
-                let _ = ws.close(None).await;
-                return;
-            }
-            let timeout = engine.config.upgrade_timeout;
-            match tokio::time::timeout(timeout, probe(&mut ws, &entry)).await {
-                Ok(Ok(())) => {
-                    entry.session.complete_upgrade();
-                    engine.polling_session_gone();
-                }
-                _ => {
-                    entry.session.abort_upgrade();
-                    let _ = ws.close(None).await;
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let entry = match entry {
+            None => {
+                let entry = engine.open(Transport::WebSocket, origin);
+                let open = engine.open_frame(&entry.session, &[]);
+                // The open packet goes out alone, flushed, before anything else.
+                let out = framed(std::iter::once(&open));
+                if Box::pin(write_frames(&mut ws, &out)).await.is_err() {
+                    entry.session.close(CloseReason::TransportError);
+                    engine.finish(&entry);
                     return;
                 }
+                entry
             }
-            entry
-        }
-    };
-    let reason = drive(&engine, &mut ws, &entry).await;
-    entry.session.close(reason);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
-    engine.finish(&entry);
+            Some(entry) => {
+                if !entry.session.begin_upgrade() {
+                    // Already upgraded, or another probe is running: accept, then close this one.
+                    let _ = Box::pin(ws.close(None)).await;
+                    return;
+                }
+                let timeout = engine.config.upgrade_timeout;
+                match Box::pin(tokio::time::timeout(timeout, probe(&mut ws, &entry))).await {
+                    Ok(Ok(())) => {
+                        entry.session.complete_upgrade();
+                        engine.polling_session_gone();
+                    }
+                    _ => {
+                        entry.session.abort_upgrade();
+                        let _ = Box::pin(ws.close(None)).await;
+                        return;
+                    }
+                }
+                entry
+            }
+        };
+        let reason = drive(&engine, &mut ws, &entry).await;
+        entry.session.close(reason);
+        let close = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None));
+        let _ = Box::pin(close).await;
+        engine.finish(&entry);
+    }
 }
 
 /// The upgrade handshake on the new WebSocket: `2probe` -> `3probe`, then `5`. Meanwhile the polling
@@ -166,16 +176,6 @@ async fn probe<H: Handler>(ws: &mut Socket, entry: &Entry<H>) -> Result<(), ()> 
     }
 }
 
-fn message(frame: &Frame) -> Message {
-    match frame {
-        // SAFETY: a `ByteStr` holds valid UTF-8 by construction.
-        Frame::Text(text) => {
-            Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(text.as_bytes().clone()) })
-        }
-        Frame::Binary(bytes) => Message::Binary(bytes.clone()),
-    }
-}
-
 /// Most frames read before the outbox is flushed, so a client that never stops sending still gets
 /// its answers (and the outbox never fills up behind a flood of reads).
 const READ_BURST: u32 = 32;
@@ -184,7 +184,6 @@ const READ_BURST: u32 = 32;
 async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>) -> CloseReason {
     let session = &*entry.session;
     let mut batch = VecDeque::new();
-    let mut out = Vec::new();
     let mut pending: Option<Pending> = None;
     // Frames read since the last flush. Reading everything the client already sent before
     // writing turns a burst of requests into one write of all their answers.
@@ -229,7 +228,7 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
                 }
                 if let Some(reason) = session.close_reason() {
                     // Let what is queued (e.g. a disconnect packet) go out first.
-                    flush_outbox(ws, session).await;
+                    Box::pin(flush_outbox(ws, session)).await;
                     return reason;
                 }
             }
@@ -239,13 +238,18 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
                 session.outbox().drain_into(&mut batch);
                 // A client that does not read blocks this write once the kernel's buffers are
                 // full: past the slow-consumer timeout it is dropped.
-                match tokio::time::timeout(session.slow_consumer_timeout(), write_batch(ws, &mut batch, &mut out)).await {
+                // Boxed: the write's state (a timer and the write) would otherwise be part of every
+                // idle connection's task (about 200 bytes each); a small allocation per write is
+                // cheaper than that at any connection count that matters.
+                let write = tokio::time::timeout(session.slow_consumer_timeout(), write_batch(ws, &mut batch));
+                match Box::pin(write).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return CloseReason::TransportError,
                     Err(_) => return CloseReason::SlowConsumer,
                 }
-                // Keep no large buffer while idle.
-                if batch.capacity() > 64 {
+                // An idle connection keeps no queue buffers (most connections are idle most of
+                // the time: this is a fifth of their memory); a busy one keeps them.
+                if session.outbox().release_if_empty() {
                     batch = VecDeque::new();
                 }
                 if let Some(reason) = session.close_reason() {
@@ -262,45 +266,48 @@ async fn drive<H: Handler>(engine: &Engine<H>, ws: &mut Socket, entry: &Entry<H>
     }
 }
 
-/// Writes a batch of outgoing frames with one `write` call: the WebSocket framing of each (a server's
-/// frames are unmasked: a 2 to 10 byte header, then the payload) is laid out in `out` and written
-/// straight to the socket, under tungstenite. tungstenite's own output (pongs, the close frame) is
-/// flushed first, so frames never interleave inside one another.
-async fn write_batch(
-    ws: &mut Socket,
-    batch: &mut VecDeque<Outgoing>,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
+/// Writes a batch of outgoing frames with one `write` call (see [`write_frames`]).
+async fn write_batch(ws: &mut Socket, batch: &mut VecDeque<Outgoing>) -> std::io::Result<()> {
+    let out = framed(batch.iter().flat_map(|item| item.frames()));
+    batch.clear();
+    write_frames(ws, &out).await
+}
+
+/// The WebSocket framing of each frame (a server's frames are unmasked: a 2 to 10 byte header, then
+/// the payload), laid out in one buffer sized once; it is freed after the write, so nothing stays
+/// allocated while the connection is idle.
+fn framed<'a>(frames: impl Iterator<Item = &'a Frame> + Clone) -> Vec<u8> {
+    let size: usize = frames.clone().map(|frame| frame.len() + 10).sum();
+    let mut out = Vec::with_capacity(size);
+    for frame in frames {
+        let (opcode, payload): (u8, &[u8]) = match frame {
+            Frame::Text(t) => (0x1, t.as_bytes()),
+            Frame::Binary(b) => (0x2, &b[..]),
+        };
+        out.push(0x80 | opcode);
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n if n <= 0xffff => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Writes framed bytes straight to the socket, under tungstenite, with one call. tungstenite's own
+/// output (pongs, the close frame) is flushed first, so frames never interleave inside one
+/// another; and tungstenite's write buffer is never used for our frames, so it never grows.
+async fn write_frames(ws: &mut Socket, out: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     ws.flush().await.map_err(std::io::Error::other)?;
-    for item in batch.drain(..) {
-        for frame in item.frames() {
-            let (opcode, payload): (u8, &[u8]) = match frame {
-                Frame::Text(t) => (0x1, t.as_bytes()),
-                Frame::Binary(b) => (0x2, &b[..]),
-            };
-            out.push(0x80 | opcode);
-            match payload.len() {
-                n if n < 126 => out.push(n as u8),
-                n if n <= 0xffff => {
-                    out.push(126);
-                    out.extend_from_slice(&(n as u16).to_be_bytes());
-                }
-                n => {
-                    out.push(127);
-                    out.extend_from_slice(&(n as u64).to_be_bytes());
-                }
-            }
-            out.extend_from_slice(payload);
-        }
-    }
-    let result = ws.get_mut().write_all(out).await;
-    out.clear();
-    // Keep no large buffer while idle.
-    if out.capacity() > 4096 {
-        *out = Vec::new();
-    }
-    result
+    ws.get_mut().write_all(out).await
 }
 
 /// A connection that simply went away is a "transport close", as Socket.IO names it; a client that
@@ -321,12 +328,5 @@ fn read_error_reason(e: &tokio_tungstenite::tungstenite::Error) -> CloseReason {
 async fn flush_outbox(ws: &mut Socket, session: &super::Session) {
     let mut batch = VecDeque::new();
     session.outbox().drain_into(&mut batch);
-    for item in &batch {
-        for frame in item.frames() {
-            if ws.feed(message(frame)).await.is_err() {
-                return;
-            }
-        }
-    }
-    let _ = ws.flush().await;
+    let _ = write_batch(ws, &mut batch).await;
 }

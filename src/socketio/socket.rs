@@ -256,6 +256,8 @@ impl Socket {
         let count = self.namespace.rooms.join(room, self);
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if !rooms.iter().any(|r| &**r == room) {
+            // Most sockets are in one room: room for one, not the four a first push reserves.
+            rooms.reserve_exact(1);
             rooms.push(room.into());
         }
         count

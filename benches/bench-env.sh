@@ -19,3 +19,13 @@ wait_listening() {
   done
   echo "$3 did not start"; cat "$2"; exit 1
 }
+
+# The load tool's arguments for the two message scenarios every script runs the same way:
+# rate = 20,000 deliveries/s over 1,000 rooms; saturation = 100 rooms, 8 messages in flight per
+# client.  fanout_args rate|saturation
+fanout_args() {
+  case "$1" in
+    rate) echo "fanout --rooms 1000 --rate 20000 --warmup 3 --duration 10" ;;
+    saturation) echo "fanout --rooms 100 --rate 0 --inflight 8 --warmup 3 --duration 10" ;;
+  esac
+}

@@ -65,10 +65,8 @@ for round in $(seq 1 "$rounds"); do
   for scenario in rate saturation; do
     for variant in baseline plain light heavy; do
       start_server "$variant"
-      case "$scenario" in
-        rate) load "$variant" fanout --rooms 1000 --rate 20000 --warmup 3 --duration 10 ;;
-        saturation) load "$variant" fanout --rooms 100 --rate 0 --inflight 8 --warmup 3 --duration 10 ;;
-      esac
+      # shellcheck disable=SC2046 # the arguments are meant to split
+      load "$variant" $(fanout_args "$scenario")
       kill "$server"; wait "$server" 2>/dev/null || true
       grep -i " warn \| error " "$out/$variant.log" | head -3 >>"$out/summary.txt" || true
       echo "round $round $scenario $variant: $(counts) stored" | tee -a "$out/summary.txt"

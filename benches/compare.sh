@@ -43,8 +43,8 @@ for scenario in "${scenarios[@]}"; do
     # would slow its connects down.
     if [ "$name" = chatgate ]; then net=127.0.0; else net=127.0.1; fi
     case "$scenario" in
-      rate) load "$name" fanout --rooms 1000 --rate 20000 --warmup 3 --duration 10 ;;
-      saturation) load "$name" fanout --rooms 100 --rate 0 --inflight 8 --warmup 3 --duration 10 ;;
+      # shellcheck disable=SC2046 # the arguments are meant to split
+      rate|saturation) load "$name" $(fanout_args "$scenario") ;;
       idle) load "$name" --source "$net.2,$net.3" idle --connections 19800 --concurrency 256 --hold 5 ;;
       churn) load "$name" --source "$net.10,$net.11,$net.12,$net.13,$net.14,$net.15" \
                churn --concurrency 64 --duration 10 ;;

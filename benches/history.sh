@@ -41,10 +41,8 @@ for round in $(seq 1 "$rounds"); do
   for scenario in rate saturation; do
     for history in on off; do
       start_server "$history"
-      case "$scenario" in
-        rate) load "$history" fanout --rooms 1000 --rate 20000 --warmup 3 --duration 10 ;;
-        saturation) load "$history" fanout --rooms 100 --rate 0 --inflight 8 --warmup 3 --duration 10 ;;
-      esac
+      # shellcheck disable=SC2046 # the arguments are meant to split
+      load "$history" $(fanout_args "$scenario")
       kill "$server"; wait "$server" 2>/dev/null || true
       echo "round $round $scenario history=$history: $(stored) messages stored" | tee -a "$out/summary.txt"
     done

@@ -64,9 +64,10 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
          -- A reaction in one round trip (it is the most frequent change): lock the message's row,
          -- add or remove, and total the message's reactions, each statement seeing what was
          -- committed before the lock was granted. `status`: 'unknown' (not a message of that
-         -- chat), 'deleted', or 'ok'.
+         -- chat), 'deleted', 'too_many' (the user has p_max reactions on it already), or 'ok'.
          CREATE FUNCTION chatgate_react(p_id bigint, p_eventid integer, p_userid integer,
                                         p_emoji text, p_add boolean, p_at timestamptz,
+                                        p_max bigint,
                                         OUT status text, OUT changed boolean,
                                         OUT emojis text[], OUT counts bigint[])
          LANGUAGE plpgsql AS $$
@@ -78,6 +79,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
                  WHERE id = p_id AND eventid = p_eventid FOR UPDATE;
              IF NOT FOUND THEN status := 'unknown'; RETURN; END IF;
              IF gone IS NOT NULL THEN status := 'deleted'; RETURN; END IF;
+             IF p_add AND NOT EXISTS (SELECT 1 FROM chatgate_reaction WHERE message_id = p_id
+                                            AND userid = p_userid AND emoji = p_emoji)
+                AND (SELECT count(*) FROM chatgate_reaction
+                         WHERE message_id = p_id AND userid = p_userid) >= p_max THEN
+                 status := 'too_many'; RETURN;
+             END IF;
              IF p_add THEN
                  INSERT INTO chatgate_reaction (message_id, userid, emoji, created_at)
                      VALUES (p_id, p_userid, p_emoji, p_at) ON CONFLICT DO NOTHING;

@@ -450,6 +450,44 @@ async fn a_reaction_storm_is_rate_limited() {
 }
 
 #[tokio::test]
+async fn a_user_has_at_most_twenty_reactions_on_a_message() {
+    let db = TestDb::create().await;
+    let flags = ["--auth", "trust", "--reaction-rate", "0"];
+    let server = support::chat_gateway(&db.url(), &flags).await;
+    let mut tutor = member(server.addr, 101, 1, "tutor").await;
+    let mut tutee = member(server.addr, 101, 2, "tutee").await;
+    let id = send(&mut tutor, "popular").await;
+    receive(&mut tutee, "popular").await;
+    let react = |n: u32, action: &str| {
+        let emoji = char::from_u32(0x1F600 + n).expect("an emoji");
+        json!({"message_id": id, "emoji": emoji.to_string(), "action": action})
+    };
+    for n in 0..20 {
+        let (ack, _) = ask(&mut tutee, "react-message", &react(n, "add"), n).await;
+        assert_eq!(
+            ack["counts"].as_object().map(|c| c.len()),
+            Some(n as usize + 1)
+        );
+    }
+    let too_many = "Too many reactions: at most 20 per user on one message";
+    let (ack, before) = ask(&mut tutee, "react-message", &react(20, "add"), 20).await;
+    assert_eq!(ack["error"], too_many);
+    assert_eq!(payload(&before[0], "chat-error")["message"], too_many);
+    // Adding one it already has is still a no-op, not a refusal; after a removal there is room.
+    let (ack, before) = ask(&mut tutee, "react-message", &react(3, "add"), 21).await;
+    assert!(ack.get("error").is_none() && before.is_empty(), "{ack}");
+    ask(&mut tutee, "react-message", &react(3, "remove"), 22).await;
+    let (ack, _) = ask(&mut tutee, "react-message", &react(20, "add"), 23).await;
+    assert_eq!(ack["counts"].as_object().map(|c| c.len()), Some(20));
+    // The cap is per user: the tutor still reacts.
+    let (ack, _) = ask(&mut tutor, "react-message", &react(0, "add"), 1).await;
+    assert_eq!(
+        ack["counts"][char::from_u32(0x1F600).unwrap().to_string()],
+        2
+    );
+}
+
+#[tokio::test]
 async fn authors_edit_within_the_window_and_delete_leaving_a_tombstone() {
     let db = TestDb::create().await;
     let server = support::chat_gateway(&db.url(), &["--auth", "trust", "--edit-audit", "on"]).await;

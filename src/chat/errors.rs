@@ -50,6 +50,8 @@ pub enum ChatError {
     UserIdMismatch,
     /// Receipts, reactions, edits and deletions need stored messages (`--history off`).
     HistoryOff,
+    /// The user already has the most reactions allowed on the message.
+    TooManyReactions,
     /// The store did not answer; `what` was not saved.
     FailedToSave {
         what: &'static str,
@@ -85,6 +87,7 @@ impl ChatError {
             ChatError::UserIdMismatch => 22,
             ChatError::HistoryOff => 23,
             ChatError::FailedToSave { .. } => 24,
+            ChatError::TooManyReactions => 25,
         }
     }
 
@@ -138,6 +141,10 @@ impl ChatError {
                 "Message history is off on this server: messages cannot be marked, reacted to, edited or deleted".into()
             }
             ChatError::FailedToSave { what } => format!("Failed to save {what}: try again"),
+            ChatError::TooManyReactions => format!(
+                "Too many reactions: at most {} per user on one message",
+                crate::history::annotations::MAX_REACTIONS_PER_USER
+            ),
         }
     }
 }
@@ -198,6 +205,7 @@ mod tests {
             UserIdMismatch,
             HistoryOff,
             FailedToSave { what: "reaction" },
+            TooManyReactions,
         ];
         assert_eq!(all.len(), crate::chat::metrics::ERROR_KINDS.len());
         for e in all {

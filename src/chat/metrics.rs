@@ -39,7 +39,7 @@ pub const EVENTS_OUT: [&str; 12] = [
 ];
 
 /// `chat-error` kinds, in the order of `ChatError::kind`.
-pub const ERROR_KINDS: [&str; 25] = [
+pub const ERROR_KINDS: [&str; 26] = [
     "Missing eventid or userid",
     "Event not found",
     "Unauthorized: You are not part of this event",
@@ -65,6 +65,7 @@ pub const ERROR_KINDS: [&str; 25] = [
     "User ID mismatch",
     "Message history is off",
     "Failed to save",
+    "Too many reactions",
 ];
 
 pub struct ChatMetrics {

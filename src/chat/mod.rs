@@ -206,6 +206,7 @@ pub(crate) fn change_error(e: ChangeError, what: &'static str) -> ChatError {
         // The caller knows the window and puts it in.
         ChangeError::EditWindowPassed => ChatError::EditWindowPassed { window_secs: 0 },
         ChangeError::Deleted => ChatError::MessageDeleted,
+        ChangeError::TooManyReactions => ChatError::TooManyReactions,
         ChangeError::Off => ChatError::HistoryOff,
         ChangeError::Unavailable(reason) => {
             tracing::warn!(error = %reason, what, "change not saved");

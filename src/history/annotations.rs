@@ -98,6 +98,11 @@ pub struct Deleted {
     pub now: bool,
 }
 
+/// Most reactions one user may have on one message. A chat has two users, so a message carries at
+/// most twice this many emojis, and every `message-reaction` (which carries all the totals) stays
+/// small.
+pub const MAX_REACTIONS_PER_USER: i64 = 20;
+
 /// Why a change to a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeError {
@@ -106,6 +111,8 @@ pub enum ChangeError {
     NotAuthor,
     EditWindowPassed,
     Deleted,
+    /// The user already has [`MAX_REACTIONS_PER_USER`] reactions on the message.
+    TooManyReactions,
     /// `--history off`: no message is kept, so none can be changed.
     Off,
     /// The store did not answer.

@@ -116,6 +116,16 @@ impl MemoryStore {
         }
         let emojis = chat.reactions.entry(r.message_id).or_default();
         let slot = emojis.iter().position(|(e, _)| *e == r.emoji);
+        let already = slot.is_some_and(|k| emojis[k].1.contains(&r.userid));
+        if r.add && !already {
+            let mine = emojis
+                .iter()
+                .filter(|(_, users)| users.contains(&r.userid))
+                .count();
+            if mine as i64 >= super::annotations::MAX_REACTIONS_PER_USER {
+                return Err(ChangeError::TooManyReactions);
+            }
+        }
         let changed = match (slot, r.add) {
             (Some(k), true) => emojis[k].1.insert(r.userid),
             (None, true) => {
@@ -249,6 +259,30 @@ mod tests {
         assert!(!last.has_more);
         assert!(store.page(&chats, 5, 10, 3, 0).messages.is_empty());
         assert!(store.page(&chats, 7, i64::MAX, 3, 0).messages.is_empty());
+    }
+
+    #[test]
+    fn a_user_has_a_bounded_number_of_reactions_per_message() {
+        use crate::history::annotations::{Reaction, MAX_REACTIONS_PER_USER};
+        let store = MemoryStore::new(10);
+        let mut chats = Chats::new();
+        store.push(&mut chats, message(16, 5));
+        let react = |userid, n: i64| Reaction {
+            eventid: 5,
+            message_id: 16,
+            userid,
+            emoji: format!("e{n}"),
+            add: true,
+            at: chrono::Utc::now(),
+        };
+        for n in 0..MAX_REACTIONS_PER_USER {
+            assert!(store.react(&mut chats, &react(1, n)).is_ok());
+        }
+        let over = store.react(&mut chats, &react(1, MAX_REACTIONS_PER_USER));
+        assert_eq!(over, Err(ChangeError::TooManyReactions));
+        let again = store.react(&mut chats, &react(1, 0)).expect("a no-op");
+        assert!(!again.changed);
+        assert!(store.react(&mut chats, &react(2, 99)).is_ok(), "per user");
     }
 
     #[test]

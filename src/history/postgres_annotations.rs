@@ -47,7 +47,7 @@ async fn lock(
 
 /// One round trip: the work is `chatgate_react` (migration 3).
 const REACT: &str =
-    "SELECT status, changed, emojis, counts FROM chatgate_react($1, $2, $3, $4, $5, $6)";
+    "SELECT status, changed, emojis, counts FROM chatgate_react($1, $2, $3, $4, $5, $6, $7)";
 
 pub async fn react(pool: &Pool, r: &Reaction) -> Result<Reacted, ChangeError> {
     let client = pool.get().await.map_err(unavailable)?;
@@ -62,6 +62,7 @@ pub async fn react(pool: &Pool, r: &Reaction) -> Result<Reacted, ChangeError> {
                 &r.emoji,
                 &r.add,
                 &r.at,
+                &super::annotations::MAX_REACTIONS_PER_USER,
             ],
         )
         .await
@@ -70,6 +71,7 @@ pub async fn react(pool: &Pool, r: &Reaction) -> Result<Reacted, ChangeError> {
     match status {
         "ok" => {}
         "deleted" => return Err(ChangeError::Deleted),
+        "too_many" => return Err(ChangeError::TooManyReactions),
         "unknown" => return Err(ChangeError::UnknownMessage),
         other => return Err(unavailable(format!("chatgate_react said {other:?}"))),
     }

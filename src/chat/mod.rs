@@ -39,7 +39,7 @@ use crate::history::annotations::ChangeError;
 use crate::history::History;
 use crate::socketio::{text_frame, DisconnectReason, IncomingEvent, Namespace, Refusal, Socket};
 pub use errors::ChatError;
-use state::{ChatSocket, Membership};
+use state::{Budget, ChatSocket, Membership};
 
 /// Chat settings.
 #[derive(Debug, Clone)]
@@ -94,6 +94,20 @@ pub struct Chat {
 }
 
 impl Chat {
+    /// The budget `event` draws on, with its limit; `None` for events that are not rate limited.
+    fn budget(&self, event: &str) -> Option<(Budget, crate::rate::RateLimit)> {
+        let c = &self.config;
+        match event {
+            "send-message" | "load-history" | "edit-message" | "delete-message" => {
+                Some((Budget::Messages, c.message_rate))
+            }
+            "typing" => Some((Budget::Typing, c.typing_rate)),
+            "react-message" => Some((Budget::Reactions, c.reaction_rate)),
+            "mark-read" => Some((Budget::Reads, c.read_rate)),
+            _ => None,
+        }
+    }
+
     pub fn new(
         directory: Arc<dyn Directory>,
         history: Arc<History>,
@@ -271,57 +285,22 @@ impl Namespace for Chat {
         let ack = event.ack_id();
         let args = event.args();
         metrics::METRICS.event_in(&event.name);
+        if let Some((budget, limit)) = self.budget(&event.name) {
+            if !chat_state(socket).allow(budget, limit) {
+                refuse(socket, ack, ChatError::RateLimited);
+                return Dispatch::Done;
+            }
+        }
         match event.name.as_str() {
             "join-chat" => join::join(self, socket, &args, ack),
-            "send-message" => {
-                if !chat_state(socket).allow_message(self.config.message_rate) {
-                    refuse(socket, ack, ChatError::RateLimited);
-                    return Dispatch::Done;
-                }
-                message::send(self, socket, &args, ack)
-            }
+            "send-message" => message::send(self, socket, &args, ack),
             "leave-chat" => leave::leave(socket, &args, ack),
-            "load-history" => {
-                // Each costs a database query: it shares the send-message budget.
-                if !chat_state(socket).allow_message(self.config.message_rate) {
-                    refuse(socket, ack, ChatError::RateLimited);
-                    return Dispatch::Done;
-                }
-                history::load(self, socket, &args, ack)
-            }
-            "mark-read" => {
-                if !chat_state(socket).allow_read(self.config.read_rate) {
-                    refuse(socket, ack, ChatError::RateLimited);
-                    return Dispatch::Done;
-                }
-                receipts::mark_read(self, socket, &args, ack)
-            }
-            "react-message" => {
-                if !chat_state(socket).allow_reaction(self.config.reaction_rate) {
-                    refuse(socket, ack, ChatError::RateLimited);
-                    return Dispatch::Done;
-                }
-                reactions::react(self, socket, &args, ack)
-            }
-            // Each is a database transaction: they share the send-message budget.
-            "edit-message" | "delete-message" => {
-                if !chat_state(socket).allow_message(self.config.message_rate) {
-                    refuse(socket, ack, ChatError::RateLimited);
-                    return Dispatch::Done;
-                }
-                if event.name == "edit-message" {
-                    edits::edit(self, socket, &args, ack)
-                } else {
-                    edits::delete(self, socket, &args, ack)
-                }
-            }
-            "typing" => {
-                if !chat_state(socket).allow_typing(self.config.typing_rate) {
-                    refuse(socket, ack, ChatError::RateLimited);
-                    return Dispatch::Done;
-                }
-                typing::typing(socket, &args, ack)
-            }
+            "load-history" => history::load(self, socket, &args, ack),
+            "mark-read" => receipts::mark_read(self, socket, &args, ack),
+            "react-message" => reactions::react(self, socket, &args, ack),
+            "edit-message" => edits::edit(self, socket, &args, ack),
+            "delete-message" => edits::delete(self, socket, &args, ack),
+            "typing" => typing::typing(socket, &args, ack),
             // Events the seed does not define are ignored, as Socket.IO servers do; a client that
             // asked for an ack is told why, rather than left waiting.
             other => {

@@ -29,6 +29,17 @@ pub struct Inner {
     reads: Bucket,
 }
 
+/// The rate-limit budgets of a socket; each client event draws on at most one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// `send-message`, and what costs a database round trip like it: `load-history`,
+    /// `edit-message`, `delete-message`.
+    Messages,
+    Typing,
+    Reactions,
+    Reads,
+}
+
 /// Per-socket chat state, attached to the Socket.IO socket at connect.
 #[derive(Debug, Default)]
 pub struct ChatSocket {
@@ -50,28 +61,16 @@ impl ChatSocket {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether one more `send-message` is within the rate limit (and counts it).
-    pub fn allow_message(&self, limit: RateLimit) -> bool {
-        self.lock()
-            .messages
-            .allow(limit, tokio::time::Instant::now())
-    }
-
-    /// Whether one more `react-message` is within the rate limit (and counts it).
-    pub fn allow_reaction(&self, limit: RateLimit) -> bool {
-        self.lock()
-            .reactions
-            .allow(limit, tokio::time::Instant::now())
-    }
-
-    /// Whether one more `mark-read` is within the rate limit (and counts it).
-    pub fn allow_read(&self, limit: RateLimit) -> bool {
-        self.lock().reads.allow(limit, tokio::time::Instant::now())
-    }
-
-    /// Whether one more `typing` is within the rate limit (and counts it).
-    pub fn allow_typing(&self, limit: RateLimit) -> bool {
-        self.lock().typing.allow(limit, tokio::time::Instant::now())
+    /// Whether one more event of `budget` is within `limit` (and counts it).
+    pub fn allow(&self, budget: Budget, limit: RateLimit) -> bool {
+        let mut inner = self.lock();
+        let bucket = match budget {
+            Budget::Messages => &mut inner.messages,
+            Budget::Typing => &mut inner.typing,
+            Budget::Reactions => &mut inner.reactions,
+            Budget::Reads => &mut inner.reads,
+        };
+        bucket.allow(limit, tokio::time::Instant::now())
     }
 
     /// The current membership.

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::message::{format_timestamp, now, text};
 use super::Encoded;
-use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
+use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat};
 use crate::engine::Dispatch;
 use crate::history::annotations::{Change, ChangeKind};
 use crate::socketio::Socket;
@@ -72,7 +72,6 @@ fn apply(
 ) -> Dispatch {
     let history = chat.history.clone();
     let audit = chat.config.edit_audit;
-    let window_secs = chat.config.edit_window.as_secs();
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
         let change = Change {
@@ -93,13 +92,7 @@ fn apply(
         let done = match history.change(&change).await {
             Ok(done) => done,
             Err(e) => {
-                let error = match change_error(e, what) {
-                    ChatError::EditWindowPassed { .. } => {
-                        ChatError::EditWindowPassed { window_secs }
-                    }
-                    other => other,
-                };
-                refuse(&socket, ack, error);
+                refuse(&socket, ack, change_error(e, what));
                 return;
             }
         };

@@ -217,8 +217,9 @@ pub(crate) fn change_error(e: ChangeError, what: &'static str) -> ChatError {
     match e {
         ChangeError::UnknownMessage => ChatError::UnknownMessage,
         ChangeError::NotAuthor => ChatError::NotAuthor,
-        // The caller knows the window and puts it in.
-        ChangeError::EditWindowPassed => ChatError::EditWindowPassed { window_secs: 0 },
+        ChangeError::EditWindowPassed { window } => ChatError::EditWindowPassed {
+            window_secs: window.as_secs(),
+        },
         ChangeError::Deleted => ChatError::MessageDeleted,
         ChangeError::TooManyReactions => ChatError::TooManyReactions,
         ChangeError::Off => ChatError::HistoryOff,

@@ -109,7 +109,10 @@ pub enum ChangeError {
     /// No such message in this chat (or it is older than what the store keeps).
     UnknownMessage,
     NotAuthor,
-    EditWindowPassed,
+    /// An edit after the window, which was `window`.
+    EditWindowPassed {
+        window: Duration,
+    },
     Deleted,
     /// The user already has [`MAX_REACTIONS_PER_USER`] reactions on the message.
     TooManyReactions,
@@ -138,13 +141,13 @@ pub fn check(target: &Target, change: &Change) -> Result<(), ChangeError> {
             if target.deleted_at.is_some() {
                 return Err(ChangeError::Deleted);
             }
-            let window = chrono::Duration::from_std(*window).unwrap_or(chrono::Duration::MAX);
+            let span = chrono::Duration::from_std(*window).unwrap_or(chrono::Duration::MAX);
             if target
                 .created_at
-                .checked_add_signed(window)
+                .checked_add_signed(span)
                 .is_some_and(|end| end < change.at)
             {
-                return Err(ChangeError::EditWindowPassed);
+                return Err(ChangeError::EditWindowPassed { window: *window });
             }
             Ok(())
         }
@@ -188,7 +191,9 @@ mod tests {
         assert_eq!(check(&target, &edit(7, 59)), Ok(()));
         assert_eq!(
             check(&target, &edit(7, 61)),
-            Err(ChangeError::EditWindowPassed)
+            Err(ChangeError::EditWindowPassed {
+                window: Duration::from_secs(60)
+            })
         );
         assert_eq!(check(&target, &edit(8, 1)), Err(ChangeError::NotAuthor));
         let later = sent + chrono::Duration::days(30);

@@ -151,13 +151,15 @@ const CURRENT: &str = "SELECT r.eventid, r.userid, r.role, r.last_read_id, r.rea
      FROM chatgate_read r JOIN unnest($1::integer[], $2::integer[]) AS k(eventid, userid) \
      ON r.eventid = k.eventid AND r.userid = k.userid";
 
-fn read_mark(row: &tokio_postgres::Row, from: usize) -> Result<ReadMark, ChangeError> {
-    let role: &str = row.try_get(from + 1).map_err(unavailable)?;
+/// A `chatgate_read` row's mark, its columns starting at `from`.
+fn read_mark(row: &tokio_postgres::Row, from: usize) -> Result<ReadMark, String> {
+    let fail = |e: tokio_postgres::Error| e.to_string();
+    let role: &str = row.try_get(from + 1).map_err(fail)?;
     Ok(ReadMark {
-        userid: row.try_get(from).map_err(unavailable)?,
-        role: Role::parse(role).ok_or_else(|| unavailable(format!("stored role {role:?}")))?,
-        last_read_id: row.try_get(from + 2).map_err(unavailable)?,
-        read_at: row.try_get(from + 3).map_err(unavailable)?,
+        userid: row.try_get(from).map_err(fail)?,
+        role: Role::parse(role).ok_or_else(|| format!("stored role {role:?}"))?,
+        last_read_id: row.try_get(from + 2).map_err(fail)?,
+        read_at: row.try_get(from + 3).map_err(fail)?,
     })
 }
 
@@ -211,7 +213,7 @@ pub async fn mark_read(pool: &Pool, requests: &[ReadRequest]) -> Result<ReadsApp
         .map_err(unavailable)?
     {
         let eventid: i32 = row.try_get(0).map_err(unavailable)?;
-        let mark = read_mark(&row, 1)?;
+        let mark = read_mark(&row, 1).map_err(unavailable)?;
         current.insert((eventid, mark.userid), mark);
     }
     Ok(ReadsApplied {
@@ -267,11 +269,6 @@ pub async fn page_reads(
         .await
         .map_err(|e| e.to_string())?
         .iter()
-        .map(|row| {
-            read_mark(row, 0).map_err(|e| match e {
-                ChangeError::Unavailable(e) => e,
-                other => format!("{other:?}"),
-            })
-        })
+        .map(|row| read_mark(row, 0))
         .collect()
 }

@@ -33,8 +33,9 @@ async fn lock(
     eventid: i32,
     message_id: i64,
 ) -> Result<Target, ChangeError> {
+    let statement = tx.prepare_cached(LOCK).await.map_err(unavailable)?;
     let row = tx
-        .query_opt(LOCK, &[&message_id, &eventid])
+        .query_opt(&statement, &[&message_id, &eventid])
         .await
         .map_err(unavailable)?
         .ok_or(ChangeError::UnknownMessage)?;
@@ -51,7 +52,7 @@ const REACT: &str =
 
 pub async fn react(pool: &Pool, r: &Reaction) -> Result<Reacted, ChangeError> {
     let client = pool.get().await.map_err(unavailable)?;
-    let statement = client.prepare_cached(REACT).await.map_err(unavailable)?;
+    let statement = prepared(&client, REACT).await?;
     let row = client
         .query_one(
             &statement,
@@ -83,7 +84,15 @@ pub async fn react(pool: &Pool, r: &Reaction) -> Result<Reacted, ChangeError> {
     })
 }
 
-/// Edits or deletes a message; a deletion answers when it was deleted.
+const AUDIT: &str = "INSERT INTO chatgate_message_audit \
+     (message_id, eventid, userid, action, old_message, at) \
+     SELECT id, eventid, userid, $2, message, $3 FROM chatgate_message WHERE id = $1";
+const EDIT: &str = "UPDATE chatgate_message SET message = $2, edited_at = $3 WHERE id = $1";
+const UNREACT: &str = "DELETE FROM chatgate_reaction WHERE message_id = $1";
+const DELETE: &str = "UPDATE chatgate_message SET message = '', deleted_at = $2 WHERE id = $1";
+
+/// Edits or deletes a message; a deletion answers when it was deleted. Every statement is
+/// prepared once per connection (`prepare_cached`), not on each use.
 pub async fn change(pool: &Pool, c: &Change) -> Result<Deleted, ChangeError> {
     let mut client = pool.get().await.map_err(unavailable)?;
     let tx = client.transaction().await.map_err(unavailable)?;
@@ -97,35 +106,24 @@ pub async fn change(pool: &Pool, c: &Change) -> Result<Deleted, ChangeError> {
             ChangeKind::Edit { .. } => "edit",
             ChangeKind::Delete => "delete",
         };
-        tx.execute(
-            "INSERT INTO chatgate_message_audit (message_id, eventid, userid, action, old_message, at) \
-             SELECT id, eventid, userid, $2, message, $3 FROM chatgate_message WHERE id = $1",
-            &[&c.message_id, &action, &c.at],
-        )
-        .await
-        .map_err(unavailable)?;
+        let audit = tx.prepare_cached(AUDIT).await.map_err(unavailable)?;
+        tx.execute(&audit, &[&c.message_id, &action, &c.at])
+            .await
+            .map_err(unavailable)?;
     }
     match &c.kind {
         ChangeKind::Edit { text, .. } => {
-            tx.execute(
-                "UPDATE chatgate_message SET message = $2, edited_at = $3 WHERE id = $1",
-                &[&c.message_id, text, &c.at],
-            )
-            .await
+            let edit = tx.prepare_cached(EDIT).await.map_err(unavailable)?;
+            tx.execute(&edit, &[&c.message_id, text, &c.at]).await
         }
         ChangeKind::Delete => {
             // Nothing of a deleted message is kept but the tombstone (and the audit copy, if asked).
-            tx.execute(
-                "DELETE FROM chatgate_reaction WHERE message_id = $1",
-                &[&c.message_id],
-            )
-            .await
-            .map_err(unavailable)?;
-            tx.execute(
-                "UPDATE chatgate_message SET message = '', deleted_at = $2 WHERE id = $1",
-                &[&c.message_id, &c.at],
-            )
-            .await
+            let unreact = tx.prepare_cached(UNREACT).await.map_err(unavailable)?;
+            tx.execute(&unreact, &[&c.message_id])
+                .await
+                .map_err(unavailable)?;
+            let delete = tx.prepare_cached(DELETE).await.map_err(unavailable)?;
+            tx.execute(&delete, &[&c.message_id, &c.at]).await
         }
     }
     .map_err(unavailable)?;
@@ -163,13 +161,21 @@ fn read_mark(row: &tokio_postgres::Row, from: usize) -> Result<ReadMark, String>
     })
 }
 
+/// `sql` prepared on `client`, once per connection.
+async fn prepared(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, ChangeError> {
+    client.prepare_cached(sql).await.map_err(unavailable)
+}
+
 /// Validates and applies a batch of read marks: three statements, however many marks.
 pub async fn mark_read(pool: &Pool, requests: &[ReadRequest]) -> Result<ReadsApplied, ChangeError> {
     let client = pool.get().await.map_err(unavailable)?;
     let eventids: Vec<i32> = requests.iter().map(|r| r.eventid).collect();
     let ids: Vec<i64> = requests.iter().map(|r| r.message_id).collect();
     let valid_rows = client
-        .query(VALID, &[&eventids, &ids])
+        .query(&prepared(&client, VALID).await?, &[&eventids, &ids])
         .await
         .map_err(unavailable)?;
     let mut valid = vec![false; requests.len()];
@@ -198,7 +204,10 @@ pub async fn mark_read(pool: &Pool, requests: &[ReadRequest]) -> Result<ReadsApp
     let last: Vec<i64> = marks.iter().map(|r| r.message_id).collect();
     let at: Vec<DateTime<Utc>> = marks.iter().map(|r| r.at).collect();
     let advanced = client
-        .query(UPSERT, &[&m_events, &m_users, &roles, &last, &at])
+        .query(
+            &prepared(&client, UPSERT).await?,
+            &[&m_events, &m_users, &roles, &last, &at],
+        )
         .await
         .map_err(unavailable)?
         .iter()
@@ -208,7 +217,7 @@ pub async fn mark_read(pool: &Pool, requests: &[ReadRequest]) -> Result<ReadsApp
     let users: Vec<i32> = requests.iter().map(|r| r.userid).collect();
     let mut current = HashMap::new();
     for row in client
-        .query(CURRENT, &[&eventids, &users])
+        .query(&prepared(&client, CURRENT).await?, &[&eventids, &users])
         .await
         .map_err(unavailable)?
     {

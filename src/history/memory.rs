@@ -38,6 +38,13 @@ impl ChatLog {
     }
 }
 
+/// The chat of `eventid` and the position of message `id` in it.
+fn locate(chats: &mut Chats, eventid: i32, id: i64) -> Result<(&mut ChatLog, usize), ChangeError> {
+    let chat = chats.get_mut(&eventid).ok_or(ChangeError::UnknownMessage)?;
+    let i = chat.position(id).ok_or(ChangeError::UnknownMessage)?;
+    Ok((chat, i))
+}
+
 /// The chats of one stripe, by event id.
 pub type Chats = HashMap<i32, ChatLog>;
 
@@ -105,12 +112,7 @@ impl MemoryStore {
     }
 
     pub fn react(&self, chats: &mut Chats, r: &Reaction) -> Result<Reacted, ChangeError> {
-        let chat = chats
-            .get_mut(&r.eventid)
-            .ok_or(ChangeError::UnknownMessage)?;
-        let i = chat
-            .position(r.message_id)
-            .ok_or(ChangeError::UnknownMessage)?;
+        let (chat, i) = locate(chats, r.eventid, r.message_id)?;
         if chat.messages[i].deleted_at.is_some() {
             return Err(ChangeError::Deleted);
         }
@@ -152,12 +154,7 @@ impl MemoryStore {
 
     /// Edits or deletes a message; a deletion answers when it was deleted.
     pub fn change(&self, chats: &mut Chats, c: &Change) -> Result<Deleted, ChangeError> {
-        let chat = chats
-            .get_mut(&c.eventid)
-            .ok_or(ChangeError::UnknownMessage)?;
-        let i = chat
-            .position(c.message_id)
-            .ok_or(ChangeError::UnknownMessage)?;
+        let (chat, i) = locate(chats, c.eventid, c.message_id)?;
         let old = &chat.messages[i];
         let target = Target {
             userid: old.userid,

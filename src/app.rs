@@ -63,9 +63,9 @@ pub struct Gateway {
     pub demo: bool,
 }
 
-/// Which authentication the settings ask for (CONTRACT.md: `jwt` by default with a database,
-/// `trust` with the demo directory; a database without a secret and without `--auth trust` is an
-/// error, never a silent downgrade).
+/// Which authentication the settings ask for (docs/PROTOCOL.md, "Authentication": `jwt` by
+/// default with a database, `trust` with the demo directory; a database without a secret and
+/// without `--auth trust` is an error, never a silent downgrade).
 pub fn auth_mode(args: &ServeArgs) -> Result<AuthMode, StartError> {
     let jwt = |secret: &Option<String>| match secret {
         Some(s) if !s.is_empty() => Ok(AuthMode::Jwt(Box::new(JwtVerifier::new(s.as_bytes())))),

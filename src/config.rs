@@ -1,5 +1,5 @@
 //! Command-line flags (each with an environment twin) and what they default to. The flags and their
-//! names are a public interface (CONTRACT.md): add, never rename.
+//! names are a public interface (docs/PROTOCOL.md, "Compatibility"): add, never rename.
 
 use std::net::SocketAddr;
 

@@ -5,8 +5,8 @@
 //! - [`server`]: TCP accept, HTTP/1.1 (hyper), routing by path, the header timeout.
 //! - [`engine`]: Engine.IO sessions over long-polling and WebSocket, heartbeats, upgrades, limits.
 //! - [`socketio`]: Socket.IO namespaces, sockets, acks, rooms and broadcasts.
-//! - [`chat`]: the tutor/tutee chat of the seed, as a namespace; [`directory`] answers who may join
-//!   (PostgreSQL or the embedded demo), [`auth`] who a client is (JWT or trust).
+//! - [`chat`]: the tutor/tutee chat (docs/PROTOCOL.md), as a namespace; [`directory`] answers
+//!   who may join (PostgreSQL or the embedded demo), [`auth`] who a client is (JWT or trust).
 //!
 //! Assembly and operations: [`config`] (flags), [`app`] (wiring, start-up, shutdown), [`admin`]
 //! (`/health`, `/ready`, `/metrics`), [`demo`] (the page at `/`), [`migrate`]. Shared pieces:

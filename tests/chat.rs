@@ -1,6 +1,6 @@
-//! The chat of the seed against a real PostgreSQL and the official clients: every event, every error
-//! string, room isolation, member counts, tabs, switching, unicode, JWT, trust, long-polling, and
-//! the database failing under a running server.
+//! The chat (docs/PROTOCOL.md) against a real PostgreSQL and the official clients: every event,
+//! every error string, room isolation, member counts, tabs, switching, unicode, JWT, trust,
+//! long-polling, and the database failing under a running server.
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! chatgate-load: drives a chat server (chatgate, or the Node reference in benches/node-ref) over
-//! WebSocket with the seed's protocol, on loopback only, bounded in connections and time.
+//! WebSocket with the chat protocol (docs/PROTOCOL.md), on loopback only, bounded in connections
+//! and time.
 //!
 //! Scenarios:
 //! - `fanout`: R rooms of a tutor and a tutee, both sending; either a fixed total rate of deliveries

@@ -1,5 +1,6 @@
-//! Every `chat-error` the chat sends, in one place. The strings of the seed (`chat-api.md`) are the
-//! public interface and are reproduced to the letter; the others cover cases the seed leaves open.
+//! Every `chat-error` the chat sends, in one place. The strings of the original chat server
+//! (docs/PROTOCOL.md, "Error strings") are the public interface and are reproduced to the letter;
+//! the others cover cases the original leaves open.
 
 /// A refusal of a client's chat event.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,8 @@ use crate::engine::Dispatch;
 use crate::history::{History, OnStored, Place, Slot, StoredMessage};
 use crate::socketio::Socket;
 
-/// The `receive-message` payload: the seed's fields, plus the stored message's `id`. In history,
+/// The `receive-message` payload: the original server's fields, plus the stored message's `id`
+/// (docs/PROTOCOL.md, "receive-message"). In history,
 /// a message that was edited, deleted or reacted to says so in fields that a live message never
 /// has, so an untouched message in history is byte for byte the one delivered live.
 #[derive(Serialize)]

@@ -1,4 +1,4 @@
-//! The tutor/tutee chat of the seed (`chat-api.md`), as a Socket.IO namespace.
+//! The tutor/tutee chat (docs/PROTOCOL.md), as a Socket.IO namespace.
 //!
 //! One file per client event: `join.rs` (`join-chat`), `message.rs` (`send-message`), `leave.rs`
 //! (`leave-chat` and disconnect), `typing.rs` (`typing`), `history.rs` (`load-history`, and the
@@ -302,8 +302,8 @@ impl Namespace for Chat {
             "edit-message" => edits::edit(self, socket, &args, ack),
             "delete-message" => edits::delete(self, socket, &args, ack),
             "typing" => typing::typing(socket, &args, ack),
-            // Events the seed does not define are ignored, as Socket.IO servers do; a client that
-            // asked for an ack is told why, rather than left waiting.
+            // Events docs/PROTOCOL.md does not define are ignored, as Socket.IO servers do; a
+            // client that asked for an ack is told why, rather than left waiting.
             other => {
                 answer_error(socket, ack, &format!("Unknown event: {other}"));
                 Dispatch::Done

@@ -79,7 +79,7 @@ impl ChatSocket {
     }
 }
 
-/// The room name of an event's chat, as the seed names it.
+/// The room name of an event's chat, as the original server names it (docs/PROTOCOL.md).
 pub fn room_name(eventid: i32) -> String {
     format!("chat_{eventid}")
 }

@@ -1,4 +1,4 @@
-// The chat of the seed, driven by the official socket.io-client exactly as the seed's example does.
+// The chat (docs/PROTOCOL.md), driven by the official socket.io-client as a plain client does.
 // Usage: node chat.mjs URL SCENARIO [ARGS...]
 // Users and events (the test database and the demo directory agree on these):
 //   1 Ada Lovelace, 2 Alan Turing, 3 Grace Hopper, 4 Edsger Dijkstra
@@ -53,7 +53,8 @@ async function expectError(socket, expected, event, ...args) {
 }
 
 const scenarios = {
-  // Every event of the seed between a tutor and a tutee, with exact payloads and recipients.
+  // Every original event (docs/PROTOCOL.md) between a tutor and a tutee, with exact payloads
+  // and recipients.
   async flow() {
     const tutor = await client();
     const tutee = await client();
@@ -101,7 +102,7 @@ const scenarios = {
     tutee.close();
   },
 
-  // Each error string of the seed, plus the cases CONTRACT.md adds, for chat-error and for the ack.
+  // Each original error string, plus the cases docs/PROTOCOL.md adds, for chat-error and the ack.
   async errors() {
     const s = await client();
     await expectError(s, "Not in any chat room", "send-message", { message: "hi" });

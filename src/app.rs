@@ -295,16 +295,30 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             std::future::pending(),
         ));
     }
-    server::serve(listener, gateway.router, server_config, shutdown_signal()).await;
+    // The listener keeps serving through the grace period: a long-polling client fetches its
+    // goodbye (and what was queued before it) with a request of its own, often on a new TCP
+    // connection. New sessions are refused meanwhile (503, see `Engine::shutdown`).
+    let (stop_listening, listening_stopped) = tokio::sync::oneshot::channel::<()>();
+    let listening = tokio::spawn(server::serve(
+        listener,
+        gateway.router.clone(),
+        server_config,
+        async move {
+            let _ = listening_stopped.await;
+        },
+    ));
+    shutdown_signal().await;
     gateway.shutting_down.store(true, Ordering::Release);
     tracing::info!(sessions = gateway.engine.session_count(), "shutting down");
     gateway
         .engine
         .shutdown(args.shutdown_notice == ShutdownNotice::Disconnect);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_secs);
-    while gateway.engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
+    while gateway.engine.sessions_owed() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = stop_listening.send(());
+    let _ = listening.await;
     // Every message delivered so far is queued by now (sessions are closed): store it, within
     // what is left of the grace period.
     let unstored = gateway.history.close(deadline).await;

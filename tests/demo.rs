@@ -141,3 +141,67 @@ async fn json_logs_and_a_separate_admin_address() {
     );
     assert_eq!(get(main, "/").await, 200);
 }
+
+/// The official client on `transports`, three tutor/tutee pairs mid-burst when the gateway gets
+/// `signal`: every client receives every message queued before the goodbye, then `reason` (never a
+/// transport error), and the gateway exits cleanly.
+async fn official_clients_at_signal(transports: &str, signal: &str, notice: &str, reason: &str) {
+    let mut running = start(&["--shutdown-grace-secs", "10", "--shutdown-notice", notice]).await;
+    let pid = running.child.id().expect("running").to_string();
+    let out = support::node(
+        "shutdown.mjs",
+        &[&running.url, &pid, signal, transports, reason],
+    )
+    .await;
+    assert!(out.contains("ok:"), "{out}");
+    running.clean_exit(Duration::from_secs(15)).await;
+}
+
+#[tokio::test]
+async fn sigterm_reaches_long_polling_clients_with_their_messages() {
+    official_clients_at_signal("polling", "SIGTERM", "disconnect", "io server disconnect").await;
+}
+
+#[tokio::test]
+async fn sigint_reaches_upgraded_clients_with_their_messages() {
+    official_clients_at_signal("default", "SIGINT", "disconnect", "io server disconnect").await;
+}
+
+#[tokio::test]
+async fn sigint_with_reconnect_notice_closes_long_polling_transports() {
+    official_clients_at_signal("polling", "SIGINT", "reconnect", "transport close").await;
+}
+
+#[tokio::test]
+async fn sigterm_with_reconnect_notice_closes_upgraded_transports() {
+    official_clients_at_signal("default", "SIGTERM", "reconnect", "transport close").await;
+}
+
+/// During the grace period the gateway still answers the sessions it has but opens no new one.
+#[tokio::test]
+async fn new_handshakes_are_refused_during_the_grace_period() {
+    let mut running = start(&["--shutdown-grace-secs", "10"]).await;
+    let addr = running.addr();
+    // A polling session that never comes back for its goodbye keeps the gateway in its grace period.
+    let open =
+        support::raw::http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await;
+    assert_eq!(open.status, 200);
+    running.signal_term().await;
+    running.log_line("shutting down").await;
+    let refused =
+        support::raw::http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await;
+    assert_eq!(
+        refused.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(String::from_utf8_lossy(&refused.body).contains("shutting down"));
+    assert_eq!(
+        support::raw::http(addr, "GET", "/ready", &[], b"")
+            .await
+            .status,
+        503
+    );
+    running.clean_exit(Duration::from_secs(15)).await;
+}

@@ -29,7 +29,7 @@ use wire::Conn;
 #[derive(Parser, Debug)]
 #[command(
     name = "chatgate-load",
-    about = "Loopback load for chat servers speaking the seed's protocol"
+    about = "Loopback load for chat servers speaking the tutoring chat protocol (docs/PROTOCOL.md)"
 )]
 struct Cli {
     /// Server address; must be a loopback address.

@@ -24,7 +24,7 @@ struct Ignored<'a> {
 
 pub fn typing(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
     let Some(member) = chat_state(socket).membership() else {
-        // The seed lists no error for this: no chat-error, but an ack (if asked) says why nothing happened.
+        // The original chat (docs/PROTOCOL.md) lists no error for this: no chat-error, but an ack (if asked) says why nothing happened.
         answer(
             socket,
             ack,

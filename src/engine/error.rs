@@ -30,6 +30,8 @@ pub enum RequestError {
     TooManyPollingSessions,
     /// This address opened sessions faster than the per-address handshake rate allows.
     TooManyHandshakes,
+    /// The server is draining for a shutdown: it still serves the sessions it has, but opens none.
+    ShuttingDown,
 }
 
 impl RequestError {
@@ -37,9 +39,9 @@ impl RequestError {
         match self {
             RequestError::Forbidden => StatusCode::FORBIDDEN,
             RequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RequestError::ServerFull | RequestError::TooManyPollingSessions => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            RequestError::ServerFull
+            | RequestError::TooManyPollingSessions
+            | RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::TooManyHandshakes => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -55,7 +57,8 @@ impl RequestError {
             RequestError::TooManyHandshakes => 3,
             RequestError::Forbidden
             | RequestError::ServerFull
-            | RequestError::TooManyPollingSessions => 4,
+            | RequestError::TooManyPollingSessions
+            | RequestError::ShuttingDown => 4,
             RequestError::UnsupportedProtocolVersion => 5,
         }
     }
@@ -74,6 +77,7 @@ impl RequestError {
                 "Server full: too many long-polling sessions, use WebSocket"
             }
             RequestError::TooManyHandshakes => "Too many handshakes from this address",
+            RequestError::ShuttingDown => "Server shutting down: connect again to another node",
         }
     }
 

@@ -17,7 +17,7 @@ pub mod websocket;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,6 +150,8 @@ pub struct Engine<H: Handler> {
     closed: [AtomicU64; 7],
     /// Handshakes refused by a limit.
     refused: AtomicU64,
+    /// Set by `shutdown`: sessions are still served, new ones refused.
+    draining: AtomicBool,
 }
 
 /// A snapshot of an endpoint's sessions, for `/metrics`.
@@ -179,6 +181,7 @@ impl<H: Handler> Engine<H> {
             handshakes: ShardedMap::for_this_machine(),
             closed: Default::default(),
             refused: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -196,6 +199,16 @@ impl<H: Handler> Engine<H> {
 
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Sessions the server still owes something (see `Session::owes_client`): what a shutdown
+    /// waits for. Walks the session table.
+    pub fn sessions_owed(&self) -> usize {
+        self.sessions
+            .values_cloned()
+            .iter()
+            .filter(|entry| entry.session.owes_client())
+            .count()
     }
 
     /// Counts of sessions by transport, queue depths and ends by reason. Walks the session table:
@@ -220,10 +233,12 @@ impl<H: Handler> Engine<H> {
         stats
     }
 
-    /// Asks every session to close (shutdown).
-    /// Closes every session for a server shutdown. With `goodbye`, the application first queues
-    /// its farewell on each ([`Handler::shutdown`]); either way what is queued is still written.
+    /// Closes every session for a server shutdown and refuses new ones from now on. With
+    /// `goodbye`, the application first queues its farewell on each ([`Handler::shutdown`]); either
+    /// way what is queued is still written. The listener must keep serving requests until the
+    /// sessions are gone: long-polling clients fetch their goodbye with a request of their own.
     pub fn shutdown(&self, goodbye: bool) {
+        self.draining.store(true, Ordering::Release);
         for entry in self.sessions.values_cloned() {
             if goodbye {
                 self.handler.shutdown(&entry.conn);
@@ -275,6 +290,13 @@ impl<H: Handler> Engine<H> {
             if entry.session.ping_expired(tokio::time::Instant::now()) {
                 entry.session.close(CloseReason::PingTimeout);
             }
+            if entry.session.holds_goodbye() && transport == Transport::Polling {
+                return match *req.method() {
+                    Method::GET => polling::get(&self, entry).await,
+                    Method::POST => polling::post(&self, entry, req).await,
+                    _ => Err(RequestError::BadRequest),
+                };
+            }
             if entry.session.is_closed() {
                 // Closing, but its driver has not run yet: it is gone for every new request.
                 self.finish(&entry);
@@ -291,6 +313,9 @@ impl<H: Handler> Engine<H> {
                     _ => Err(RequestError::BadRequest),
                 },
             };
+        }
+        if self.draining.load(Ordering::Acquire) {
+            return Err(RequestError::ShuttingDown);
         }
         if req.method() != Method::GET {
             return Err(RequestError::BadHandshakeMethod);

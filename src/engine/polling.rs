@@ -43,6 +43,13 @@ async fn drive<H: Handler>(engine: Arc<Engine<H>>, entry: Entry<H>) {
         let changed = entry.session.changed_notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
+        if entry.session.holds_goodbye() {
+            // The client's next GET collects the goodbye and finishes the session; one that does
+            // not come back within the ping timeout would have been dead anyway.
+            let _ = tokio::time::timeout(engine.config.ping_timeout, changed).await;
+            engine.finish(&entry);
+            return;
+        }
         if entry.session.is_closed() {
             engine.finish(&entry);
             return;
@@ -107,7 +114,17 @@ pub(super) async fn get<H: Handler>(
         if !batch.is_empty() || closing.is_some() || released {
             let mut frames: Vec<&Frame> = batch.iter().flat_map(|item| item.frames()).collect();
             let tail;
+            let mut finish = closing.is_some();
             match closing {
+                // The server's goodbye (a Socket.IO DISCONNECT, the last messages) goes out alone;
+                // the close packet waits for the next request. The official client acts on the
+                // messages of a payload one tick after its close packet, so a close in the same
+                // payload would overtake them ("transport close" instead of "io server
+                // disconnect", and the last messages dropped).
+                Some(_) if session.holds_goodbye() && !frames.is_empty() => {
+                    session.take_goodbye();
+                    finish = false;
+                }
                 // The client asked to close: end its poll quietly, as the reference server does.
                 Some(CloseReason::TransportClose) => {
                     tail = Frame::Text(ByteStr::from_static("6"));
@@ -124,7 +141,7 @@ pub(super) async fn get<H: Handler>(
                 None => {}
             }
             let body = payload::encode_frames(frames);
-            if closing.is_some() {
+            if finish {
                 engine.finish(&entry);
             }
             return Ok(http::response(StatusCode::OK, TEXT_PLAIN, body));
@@ -171,6 +188,10 @@ pub(super) async fn post<H: Handler>(
         if let Dispatch::Pending(work) = engine.receive(&entry, packet) {
             work.await;
         }
+    }
+    if session.holds_goodbye() && session.outbox().is_empty() {
+        // The client took its goodbye and answers (usually with its own close packet): done.
+        engine.finish(&entry);
     }
     Ok(http::response(StatusCode::OK, "text/html", "ok"))
 }

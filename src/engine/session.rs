@@ -127,6 +127,8 @@ pub struct Session {
     close_reason: OnceLock<CloseReason>,
     /// Set once the engine has run its end-of-session work (table removal, the handler's close).
     finished: AtomicBool,
+    /// A long-poll carried the goodbye of a session the server closed (see `holds_goodbye`).
+    goodbye_taken: AtomicBool,
     /// Wakes drivers on a state change they must act on: close requested, upgrade done.
     changed: Notify,
 }
@@ -173,6 +175,7 @@ impl Session {
             origin,
             close_reason: OnceLock::new(),
             finished: AtomicBool::new(false),
+            goodbye_taken: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -237,7 +240,37 @@ impl Session {
 
     /// Marks the end-of-session work as done; true for the one caller that must do it.
     pub(super) fn finish(&self) -> bool {
-        !self.finished.swap(true, Ordering::AcqRel)
+        let first = !self.finished.swap(true, Ordering::AcqRel);
+        if first {
+            self.changed.notify_waiters();
+        }
+        first
+    }
+
+    pub(super) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    pub(super) fn take_goodbye(&self) {
+        self.goodbye_taken.store(true, Ordering::Release);
+    }
+
+    /// Whether the server still owes the client something: a live session, or a closed one whose
+    /// goodbye no request has carried yet. A shutdown waits for these alone.
+    pub fn owes_client(&self) -> bool {
+        !self.is_finished() && !(self.holds_goodbye() && self.goodbye_taken.load(Ordering::Acquire))
+    }
+
+    /// Whether the client still has to collect a goodbye the server queued: a long-polling session
+    /// the server closed (shutdown, or the application disconnecting it) keeps its last frames and
+    /// its close packet until the client's next GET takes them. Without that wait, a client that is
+    /// between two polls would find its session gone and report a transport error.
+    pub fn holds_goodbye(&self) -> bool {
+        matches!(
+            self.close_reason(),
+            Some(CloseReason::ServerShutdown | CloseReason::ForcedClose)
+        ) && self.transport() == Transport::Polling
+            && !self.is_finished()
     }
 
     /// Completes when `close` is called or the transport changes; registered before the caller

@@ -225,6 +225,12 @@ impl Endpoint for Admin {
                             "text/plain",
                             "shutting down\n",
                         )
+                    } else if !self.history.schema_ready() {
+                        http::response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            "schema not ready (see the log; `chatgate migrate` brings it up to date)\n",
+                        )
                     } else if self.directory.ready().await {
                         // A lost cluster link does not take the node out of rotation (every node
                         // loses it together when Redis goes away; local chats still work), but

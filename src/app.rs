@@ -9,7 +9,7 @@ use crate::admin::Admin;
 use crate::auth::{AuthMode, JwtVerifier};
 use crate::chat::{Chat, ChatConfig};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
-use crate::config::{AuthArg, ServeArgs, ShutdownNotice, Switch};
+use crate::config::{AuthArg, MigrateMode, ServeArgs, ShutdownNotice, Switch};
 use crate::demo::DemoPage;
 use crate::directory::demo::DemoDirectory;
 use crate::directory::postgres::{PostgresConfig, PostgresDirectory};
@@ -17,6 +17,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::engine::{Engine, EngineConfig};
 use crate::history::{History, HistoryConfig};
 use crate::http::OriginPolicy;
+use crate::migrate::MigrateError;
 use crate::rate::RateLimit;
 use crate::server::{self, Router, ServerConfig};
 use crate::socketio::{SocketIo, SocketIoConfig};
@@ -30,6 +31,8 @@ pub enum StartError {
     /// The history writer's thread could not start.
     History(std::io::Error),
     Cluster(ClusterError),
+    /// chatgate's tables could not be brought up to date, or are behind with `--migrate off`.
+    Schema(MigrateError),
 }
 
 impl std::fmt::Display for StartError {
@@ -43,6 +46,7 @@ impl std::fmt::Display for StartError {
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::History(e) => write!(f, "cannot start the history writer: {e}"),
             StartError::Cluster(e) => write!(f, "{e}"),
+            StartError::Schema(e) => write!(f, "{e}"),
         }
     }
 }
@@ -252,6 +256,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     if args.database_url.is_some() {
         tokio::spawn(watch_database(directory));
     }
+    prepare_schema(&args, gateway.history.clone()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| StartError::Listen(args.listen, e))?;
@@ -309,10 +314,12 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     ));
     shutdown_signal().await;
     gateway.shutting_down.store(true, Ordering::Release);
-    tracing::info!(sessions = gateway.engine.session_count(), "shutting down");
+    let sessions = gateway.engine.session_count();
     gateway
         .engine
         .shutdown(args.shutdown_notice == ShutdownNotice::Disconnect);
+    // Logged once new sessions are refused, so whoever waits for this line can rely on it.
+    tracing::info!(sessions, "shutting down");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.shutdown_grace_secs);
     while gateway.engine.sessions_owed() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -345,6 +352,68 @@ async fn watch_database(directory: Arc<dyn Directory>) {
         );
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Brings chatgate's tables up to date (`--migrate auto`) or checks them (`off`) before the
+/// gateway serves. A database that answers settles it now: a problem an operator must fix (no
+/// CREATE rights, a schema behind with `off`) stops the start with a message that says what to do.
+/// A database that does not answer yet is retried in the background; until the schema is ready,
+/// `/ready` says 503 and joins get "Failed to join chat", never a history error.
+pub async fn prepare_schema(args: &ServeArgs, history: Arc<History>) -> Result<(), StartError> {
+    let Some(url) = args.database_url.clone() else {
+        return Ok(());
+    };
+    if !history.needs_schema() {
+        return Ok(());
+    }
+    let timeout = Duration::from_millis(args.db_connect_timeout_ms);
+    match schema_step(&url, args.migrate, timeout).await {
+        Ok(()) => {
+            history.mark_schema_ready();
+            Ok(())
+        }
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "cannot prepare the schema yet; retrying");
+            tokio::spawn(watch_schema(url, args.migrate, timeout, history));
+            Ok(())
+        }
+        Err(e) => Err(StartError::Schema(e)),
+    }
+}
+
+async fn schema_step(url: &str, mode: MigrateMode, timeout: Duration) -> Result<(), MigrateError> {
+    let mut client = crate::migrate::connect(url, timeout).await?;
+    match mode {
+        MigrateMode::Auto => {
+            let applied = crate::migrate::apply(&mut client).await?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "schema migrated");
+            }
+        }
+        MigrateMode::Off => {
+            crate::migrate::check(&client).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Retries the schema step until it succeeds (backoff 0.5 s to 5 s; a problem an operator must fix
+/// is logged as an error and re-checked, so running `chatgate migrate` meanwhile is enough).
+async fn watch_schema(url: String, mode: MigrateMode, timeout: Duration, history: Arc<History>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(backoff).await;
+        match schema_step(&url, mode, timeout).await {
+            Ok(()) => {
+                tracing::info!("schema ready");
+                history.mark_schema_ready();
+                return;
+            }
+            Err(e) if e.is_transient() => tracing::debug!(error = %e, "schema not ready yet"),
+            Err(e) => tracing::error!(error = %e, "schema not usable; joins are refused"),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -189,6 +189,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_SHUTDOWN_NOTICE", value_enum, default_value_t = ShutdownNotice::Disconnect)]
     pub shutdown_notice: ShutdownNotice,
 
+    /// The tables chatgate owns, at start: `auto` brings them up to date (several nodes starting
+    /// at once migrate once); `off` only checks, and refuses to start when they are behind (run
+    /// `chatgate migrate` first). Unused with `--history off` or the demo directory.
+    #[arg(long, env = "CHATGATE_MIGRATE", value_enum, default_value_t = MigrateMode::Auto)]
+    pub migrate: MigrateMode,
+
     /// Message history: `on` stores every message (in PostgreSQL with a database, in memory with
     /// the demo directory) and sends `chat-history` after each join; `off` keeps nothing.
     #[arg(long, env = "CHATGATE_HISTORY", value_enum, default_value_t = Switch::On)]
@@ -272,6 +278,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]
     pub node_id: u8,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrateMode {
+    Auto,
+    Off,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

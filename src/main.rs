@@ -66,7 +66,10 @@ fn main() {
             };
             match rt.block_on(chatgate::migrate::migrate(&args.database_url)) {
                 Ok(applied) => {
-                    println!("migrations applied: {applied:?}");
+                    println!(
+                        "migrations applied: {applied:?} (schema at version {})",
+                        chatgate::migrate::LATEST
+                    );
                     0
                 }
                 Err(e) => {

@@ -1,8 +1,16 @@
-//! `chatgate migrate`: creates and updates the tables the gateway owns (never the host
-//! application's). Migrations are numbered, applied in order inside a transaction each, recorded in
-//! `chatgate_schema_migrations`, and re-running is a no-op.
+//! The tables the gateway owns (never the host application's): created and updated by `chatgate
+//! migrate`, or by `serve` itself at start (`--migrate auto`, the default). Migrations are numbered,
+//! applied in order inside a transaction each, recorded in `chatgate_schema_migrations`, and
+//! re-running is a no-op.
+//!
+//! Several nodes starting at once against one database migrate once: the whole run holds a
+//! PostgreSQL advisory lock, and a schema that is already current is only read (so a role without
+//! CREATE rights starts fine once someone has migrated).
 
-use tokio_postgres::NoTls;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
 
 /// `(version, description, SQL)`, in order. Append only: an applied migration never changes.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -105,11 +113,155 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-pub async fn migrate(url: &str) -> Result<Vec<i32>, String> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+/// The schema version this build needs.
+pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// The advisory lock key every migrating process takes ("chatgate" in ASCII).
+const LOCK_KEY: i64 = 0x6368_6174_6761_7465;
+
+/// Why the schema could not be brought up to date or used; each says what to do.
+#[derive(Debug)]
+pub enum MigrateError {
+    /// The database did not answer.
+    Connect(String),
+    /// The role may not create chatgate's tables.
+    NoCreatePermission { role: String, detail: String },
+    /// `--migrate off` and the schema is older than this build needs.
+    Behind { have: i32, need: i32 },
+    /// A migration's SQL failed.
+    Failed {
+        version: i32,
+        description: &'static str,
+        error: String,
+    },
+    /// Any other database error while reading or recording versions.
+    Query(String),
+}
+
+impl MigrateError {
+    /// Whether trying again later can help (the database was away), as opposed to a problem an
+    /// operator must fix.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MigrateError::Connect(_) | MigrateError::Query(_))
+    }
+}
+
+impl std::fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MigrateError::Connect(e) => write!(f, "cannot connect to the database: {e}"),
+            MigrateError::NoCreatePermission { role, detail } => write!(
+                f,
+                "the database role \"{role}\" may not create chatgate's tables ({detail}): \
+                 grant it CREATE rights (GRANT CREATE ON SCHEMA public TO \"{role}\"), or run \
+                 `chatgate migrate --database-url URL` once as a role that has them (the \
+                 database owner), then start again"
+            ),
+            MigrateError::Behind { have, need } => write!(
+                f,
+                "the database schema is at version {have}, this chatgate needs version {need}: \
+                 run `chatgate migrate --database-url URL` first, or start with --migrate auto"
+            ),
+            MigrateError::Failed {
+                version,
+                description,
+                error,
+            } => write!(f, "migration {version} ({description}) failed: {error}"),
+            MigrateError::Query(e) => write!(f, "cannot read the schema version: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MigrateError {}
+
+/// Classifies a database error met while creating tables.
+fn ddl_error(
+    role: &str,
+    e: tokio_postgres::Error,
+    failed: impl FnOnce(String) -> MigrateError,
+) -> MigrateError {
+    match e.as_db_error() {
+        Some(db) if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE => {
+            MigrateError::NoCreatePermission {
+                role: role.to_owned(),
+                detail: db.message().to_owned(),
+            }
+        }
+        Some(db) => failed(db.message().to_owned()),
+        None => MigrateError::Query(e.to_string()),
+    }
+}
+
+fn query_error(e: tokio_postgres::Error) -> MigrateError {
+    MigrateError::Query(e.to_string())
+}
+
+/// One connection for schema work (its driver runs on a task of its own).
+pub async fn connect(url: &str, timeout: Duration) -> Result<Client, MigrateError> {
+    let connecting = tokio_postgres::connect(url, NoTls);
+    let (client, connection) = tokio::time::timeout(timeout, connecting)
         .await
-        .map_err(|e| format!("cannot connect to the database: {e}"))?;
-    let driver = tokio::spawn(connection);
+        .map_err(|_| MigrateError::Connect(format!("no answer within {timeout:?}")))?
+        .map_err(|e| MigrateError::Connect(e.to_string()))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The highest migration applied (0 for a database chatgate has never touched).
+pub async fn schema_version(client: &Client) -> Result<i32, MigrateError> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('chatgate_schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(query_error)?;
+    if !row.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM chatgate_schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(query_error)?;
+    Ok(row.get(0))
+}
+
+/// `--migrate off`: the schema must already be current. A newer schema is fine (migrations only
+/// add, so a node of the previous release keeps working during a rolling upgrade).
+pub async fn check(client: &Client) -> Result<i32, MigrateError> {
+    let have = schema_version(client).await?;
+    if have < LATEST {
+        return Err(MigrateError::Behind { have, need: LATEST });
+    }
+    Ok(have)
+}
+
+/// Brings the schema up to date; returns the versions this call applied.
+pub async fn apply(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
+    if schema_version(client).await? >= LATEST {
+        return Ok(Vec::new());
+    }
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(query_error)?;
+    let applied = apply_locked(client).await;
+    // Also released when the connection closes, should this fail.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    applied
+}
+
+async fn apply_locked(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
+    let role: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(query_error)?
+        .get(0);
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS chatgate_schema_migrations (
@@ -118,37 +270,51 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, String> {
                  applied_at timestamptz NOT NULL DEFAULT now())",
         )
         .await
-        .map_err(|e| format!("cannot create chatgate_schema_migrations: {e}"))?;
+        .map_err(|e| {
+            ddl_error(&role, e, |error| MigrateError::Failed {
+                version: 1,
+                description: MIGRATIONS[0].1,
+                error,
+            })
+        })?;
     let mut applied = Vec::new();
     for (version, description, sql) in MIGRATIONS {
-        let tx = client.transaction().await.map_err(|e| e.to_string())?;
-        // Serializes concurrent `migrate` runs.
+        let tx = client.transaction().await.map_err(query_error)?;
+        // Serializes with a `chatgate migrate` of an older release, which took no advisory lock.
         tx.batch_execute("LOCK TABLE chatgate_schema_migrations IN EXCLUSIVE MODE")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ddl_error(&role, e, MigrateError::Query))?;
         let done = tx
             .query_opt(
                 "SELECT 1 FROM chatgate_schema_migrations WHERE version = $1",
                 &[version],
             )
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(query_error)?
             .is_some();
         if !done {
-            tx.batch_execute(sql)
-                .await
-                .map_err(|e| format!("migration {version} ({description}) failed: {e}"))?;
+            tx.batch_execute(sql).await.map_err(|e| {
+                ddl_error(&role, e, |error| MigrateError::Failed {
+                    version: *version,
+                    description,
+                    error,
+                })
+            })?;
             tx.execute(
                 "INSERT INTO chatgate_schema_migrations (version, description) VALUES ($1, $2)",
                 &[version, description],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(query_error)?;
             applied.push(*version);
         }
-        tx.commit().await.map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(query_error)?;
     }
-    drop(client);
-    let _ = driver.await;
     Ok(applied)
+}
+
+/// `chatgate migrate`: connects, brings the schema up to date, disconnects.
+pub async fn migrate(url: &str) -> Result<Vec<i32>, MigrateError> {
+    let mut client = connect(url, Duration::from_secs(10)).await?;
+    apply(&mut client).await
 }

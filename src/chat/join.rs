@@ -72,6 +72,15 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
     let history = chat.history.clone();
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
+        if !history.schema_ready() {
+            // Like a database outage: nothing of the chat can work until the tables are there.
+            tracing::warn!(
+                eventid = request.eventid,
+                "join refused: the schema is not ready"
+            );
+            refuse(&socket, ack, ChatError::FailedToJoin);
+            return;
+        }
         let seat = directory
             .seat(request.eventid, request.userid, request.role)
             .await;

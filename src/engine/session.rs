@@ -258,7 +258,8 @@ impl Session {
     /// Whether the server still owes the client something: a live session, or a closed one whose
     /// goodbye no request has carried yet. A shutdown waits for these alone.
     pub fn owes_client(&self) -> bool {
-        !self.is_finished() && !(self.holds_goodbye() && self.goodbye_taken.load(Ordering::Acquire))
+        let goodbye_delivered = self.holds_goodbye() && self.goodbye_taken.load(Ordering::Acquire);
+        !self.is_finished() && !goodbye_delivered
     }
 
     /// Whether the client still has to collect a goodbye the server queued: a long-polling session

@@ -19,6 +19,7 @@ pub mod postgres_annotations;
 pub mod reads;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -144,6 +145,10 @@ pub struct History {
     reads: reads::Reads,
     store: Store,
     config: HistoryConfig,
+    /// Whether the store's tables are known to be current (always, but for PostgreSQL before the
+    /// start-up check of `app::prepare_schema`). Joins wait for it, so no join meets a missing
+    /// table.
+    schema_ready: AtomicBool,
 }
 
 const STRIPES: usize = 64;
@@ -171,6 +176,7 @@ impl History {
                 .map(|_| tokio::sync::Mutex::default())
                 .collect(),
             reads: reads::Reads::new(config.read_flush),
+            schema_ready: AtomicBool::new(!matches!(store, Store::Postgres(_))),
             store,
             config,
         }
@@ -203,6 +209,20 @@ impl History {
 
     pub fn config(&self) -> &HistoryConfig {
         &self.config
+    }
+
+    /// Whether the store can be used: its tables are current.
+    pub fn schema_ready(&self) -> bool {
+        self.schema_ready.load(Ordering::Acquire)
+    }
+
+    /// Whether the store lives in PostgreSQL (and so has a schema to prepare).
+    pub fn needs_schema(&self) -> bool {
+        matches!(self.store, Store::Postgres(_))
+    }
+
+    pub fn mark_schema_ready(&self) {
+        self.schema_ready.store(true, Ordering::Release);
     }
 
     fn stripe(&self, eventid: i32) -> MutexGuard<'_, memory::Chats> {

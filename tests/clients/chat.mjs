@@ -377,6 +377,32 @@ const scenarios = {
     equal(page.read_receipts, [{ userid: 2, role: "tutee", last_read_id: m.id, timestamp: mark.timestamp }], "receipts");
     for (const s of [tutor, tutee, late]) s.close();
   },
+
+  // A new user's first chat on a database chatgate has just prepared: joins, history and a
+  // message, with no chat-error anywhere. ARGS: the message text.
+  async "first-chat"() {
+    const [text] = rest;
+    const tutor = await client();
+    const tutee = await client();
+    const tutorHistory = next(tutor, "chat-history");
+    await join(tutor, 101, 1, "tutor");
+    const [page] = await tutorHistory;
+    equal([page.eventid, page.messages, page.has_more], [101, [], false], "an empty first history");
+    await join(tutee, 101, 2, "tutee");
+    const heard = next(tutee, "receive-message");
+    const [ack] = await ask(tutor, "send-message", { eventid: 101, message: text });
+    if (!ack || ack.error || !Number.isInteger(ack.id)) fail(`send ack: ${JSON.stringify(ack)}`);
+    const [got] = await heard;
+    equal([got.message, got.id], [text, ack.id], "the tutee's copy");
+    await barrier(tutor);
+    await barrier(tutee);
+    for (const s of [tutor, tutee]) {
+      const errors = s.log.filter(([e]) => e === "chat-error");
+      if (errors.length > 0) fail(`chat-error: ${JSON.stringify(errors)}`);
+      s.close();
+    }
+    console.log(`stored id ${ack.id}`);
+  },
 };
 
 const main = scenarios[scenario];

@@ -35,7 +35,18 @@ async fn admin() -> tokio_postgres::Client {
 }
 
 impl TestDb {
+    /// A fresh database with the host application's tables and chatgate's own (migrated).
     pub async fn create() -> TestDb {
+        let db = TestDb::bare().await;
+        // The gateway's own tables, as `chatgate migrate` creates them.
+        chatgate::migrate::migrate(&db.url())
+            .await
+            .expect("migrate the test database");
+        db
+    }
+
+    /// A fresh database with only the host application's tables, as a new user has it.
+    pub async fn bare() -> TestDb {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "chatgate_test_{}_{}",
@@ -58,10 +69,6 @@ impl TestDb {
             .expect("connect to the test database");
         tokio::spawn(conn);
         client.batch_execute(FIXTURES).await.expect("load fixtures");
-        // The gateway's own tables, as `chatgate migrate` creates them.
-        chatgate::migrate::migrate(&db.url())
-            .await
-            .expect("migrate the test database");
         db
     }
 

@@ -76,6 +76,9 @@ pub async fn chat_gateway(db_url: &str, flags: &[&str]) -> TestServer {
     let args = chatgate::config::Cli::parse_from(argv).serve;
     let directory = chatgate::app::directory(&args).expect("directory");
     let gateway = chatgate::app::assemble(&args, directory).expect("gateway");
+    chatgate::app::prepare_schema(&args, gateway.history.clone())
+        .await
+        .expect("schema");
     start(gateway.router).await
 }
 

@@ -23,6 +23,57 @@ async fn scenario(name: &str, flags: &[&str], extra: &[&str]) {
 
 const TRUST: &[&str] = &["--auth", "trust"];
 
+/// Payloads that are not objects (a string, a number, null, an array, a boolean, an empty string)
+/// for one event, from the official client: refused, heard by nobody, the chat unharmed.
+async fn not_an_object(event: &str) {
+    scenario("not-an-object", TRUST, &[event]).await;
+}
+
+#[tokio::test]
+async fn join_chat_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("join-chat").await;
+}
+
+#[tokio::test]
+async fn send_message_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("send-message").await;
+}
+
+#[tokio::test]
+async fn leave_chat_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("leave-chat").await;
+}
+
+#[tokio::test]
+async fn typing_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("typing").await;
+}
+
+#[tokio::test]
+async fn load_history_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("load-history").await;
+}
+
+#[tokio::test]
+async fn mark_read_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("mark-read").await;
+}
+
+#[tokio::test]
+async fn react_message_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("react-message").await;
+}
+
+#[tokio::test]
+async fn edit_message_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("edit-message").await;
+}
+
+#[tokio::test]
+async fn delete_message_refuses_a_payload_that_is_not_an_object() {
+    not_an_object("delete-message").await;
+}
+
 #[tokio::test]
 async fn every_event_between_tutor_and_tutee() {
     scenario("flow", TRUST, &[]).await;

@@ -254,7 +254,7 @@ async fn bad_read_marks_are_refused_and_change_nothing() {
     tutee.send_text(r#"42["mark-read","not an object"]"#).await;
     assert_eq!(
         expect(&mut tutee, "chat-error").await["message"],
-        "Invalid message_id: must be a positive integer"
+        "Invalid payload: must be an object"
     );
     // Nobody heard of any of it, and nothing was stored.
     send(&mut tutee, "still here").await;

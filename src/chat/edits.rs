@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::message::{format_timestamp, now, text};
+use super::payload::Fields;
 use super::Encoded;
-use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat};
+use super::{about_message, answer, broadcast, change_error, refuse, Chat};
 use crate::engine::Dispatch;
 use crate::history::annotations::{Change, ChangeKind};
 use crate::socketio::Socket;
@@ -32,8 +32,7 @@ struct MessageDeleted {
     deleted_at: String,
 }
 
-pub fn edit(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    let fields = payload::fields(args).unwrap_or_default();
+pub fn edit(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
     let checked =
         about_message(socket, &fields).and_then(|about| Ok((about, text(chat, fields.message)?)));
     match checked {
@@ -49,8 +48,7 @@ pub fn edit(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
     }
 }
 
-pub fn delete(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    let fields = payload::fields(args).unwrap_or_default();
+pub fn delete(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
     match about_message(socket, &fields) {
         Ok((member, message_id)) => {
             apply(chat, socket, member, message_id, ChangeKind::Delete, ack)

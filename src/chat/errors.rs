@@ -57,6 +57,8 @@ pub enum ChatError {
     FailedToSave {
         what: &'static str,
     },
+    /// The event's payload is present but not a JSON object.
+    BadPayload,
 }
 
 impl ChatError {
@@ -89,6 +91,7 @@ impl ChatError {
             ChatError::HistoryOff => 23,
             ChatError::FailedToSave { .. } => 24,
             ChatError::TooManyReactions => 25,
+            ChatError::BadPayload => 26,
         }
     }
 
@@ -142,6 +145,7 @@ impl ChatError {
                 "Message history is off on this server: messages cannot be marked, reacted to, edited or deleted".into()
             }
             ChatError::FailedToSave { what } => format!("Failed to save {what}: try again"),
+            ChatError::BadPayload => "Invalid payload: must be an object".into(),
             ChatError::TooManyReactions => format!(
                 "Too many reactions: at most {} per user on one message",
                 crate::history::annotations::MAX_REACTIONS_PER_USER
@@ -207,6 +211,7 @@ mod tests {
             HistoryOff,
             FailedToSave { what: "reaction" },
             TooManyReactions,
+            BadPayload,
         ];
         assert_eq!(all.len(), crate::chat::metrics::ERROR_KINDS.len());
         for e in all {

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::message::ReceiveMessage;
+use super::payload::Fields;
 use super::reactions::Counts;
 use super::receipts::MessagesRead;
 use super::{chat_state, payload, refuse, reply, Chat, ChatError, Encoded};
@@ -81,8 +81,7 @@ pub async fn send_page(
     }
 }
 
-pub fn load(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    let fields = payload::fields(args).unwrap_or_default();
+pub fn load(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
     let Some(member) = chat_state(socket).membership() else {
         refuse(socket, ack, ChatError::NotInRoom);
         return Dispatch::Done;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::payload::{self, Fields};
 use super::state::{room_name, Membership};
@@ -37,8 +36,7 @@ struct Request {
     role: Role,
 }
 
-fn check(chat: &Chat, socket: &Socket, fields: Option<Fields<'_>>) -> Result<Request, ChatError> {
-    let fields = fields.ok_or(ChatError::MissingIds)?;
+fn check(chat: &Chat, socket: &Socket, fields: Fields<'_>) -> Result<Request, ChatError> {
     let (Some(eventid), Some(userid)) = (payload::id(fields.eventid), payload::id(fields.userid))
     else {
         return Err(ChatError::MissingIds);
@@ -60,8 +58,8 @@ fn check(chat: &Chat, socket: &Socket, fields: Option<Fields<'_>>) -> Result<Req
     })
 }
 
-pub fn join(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    let request = match check(chat, socket, payload::fields(args)) {
+pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
+    let request = match check(chat, socket, fields) {
         Ok(r) => r,
         Err(e) => {
             refuse(socket, ack, e);

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::payload;
+use super::payload::Fields;
 use super::state::Membership;
-use super::{broadcast, chat_state, member_count, refuse, reply, ChatError, Encoded};
+use super::{broadcast, chat_state, member_count, refuse, reply, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
 use crate::socketio::Socket;
 
@@ -24,9 +24,8 @@ struct UserLeft {
     member_count: usize,
 }
 
-pub fn leave(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    // The payload is optional; a non-object counts as none.
-    let fields = payload::fields(args).unwrap_or_default();
+pub fn leave(_chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
+    // The payload is optional (`Chat::event` refused one that is not an object).
     let state = chat_state(socket);
     let (old, remaining) = {
         let mut inner = state.lock();

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::payload;
+use super::payload::Fields;
 use super::state::Membership;
 use super::{answer, answer_error, broadcast, chat_state, refuse, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
@@ -87,8 +88,8 @@ pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
 /// The ack error of a message that was delivered but will not be stored.
 pub const NOT_STORED: &str = "Message delivered but not stored";
 
-pub fn send(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    match try_send(chat, socket, args, ack) {
+pub fn send(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
+    match try_send(chat, socket, fields, ack) {
         Ok(dispatch) => dispatch,
         Err(e) => {
             refuse(socket, ack, e);
@@ -100,10 +101,9 @@ pub fn send(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u
 fn try_send(
     chat: &Chat,
     socket: &Arc<Socket>,
-    args: &[&RawValue],
+    fields: Fields<'_>,
     ack: Option<u64>,
 ) -> Result<Dispatch, ChatError> {
-    let fields = payload::fields(args).unwrap_or_default();
     let Some(member) = chat_state(socket).membership() else {
         return Err(ChatError::NotInRoom);
     };

@@ -39,7 +39,7 @@ pub const EVENTS_OUT: [&str; 12] = [
 ];
 
 /// `chat-error` kinds, in the order of `ChatError::kind`.
-pub const ERROR_KINDS: [&str; 26] = [
+pub const ERROR_KINDS: [&str; 27] = [
     "Missing eventid or userid",
     "Event not found",
     "Unauthorized: You are not part of this event",
@@ -66,6 +66,7 @@ pub const ERROR_KINDS: [&str; 26] = [
     "Message history is off",
     "Failed to save",
     "Too many reactions",
+    "Invalid payload",
 ];
 
 pub struct ChatMetrics {

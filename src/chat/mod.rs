@@ -268,6 +268,9 @@ pub(crate) fn refuse(socket: &Socket, ack: Option<u64>, error: ChatError) {
     answer(socket, ack, &Encoded::new(&AckError { error: &text }));
 }
 
+/// A chat event's handler: the payload's fields (already known to be an object), the ack id.
+type Handler = fn(&Chat, &Arc<Socket>, payload::Fields<'_>, Option<u64>) -> Dispatch;
+
 impl Namespace for Chat {
     fn connect(&self, socket: &Arc<Socket>, auth: Option<&RawValue>) -> Result<(), Refusal> {
         let token_user = match &self.auth {
@@ -292,20 +295,29 @@ impl Namespace for Chat {
                 return Dispatch::Done;
             }
         }
-        match event.name.as_str() {
-            "join-chat" => join::join(self, socket, &args, ack),
-            "send-message" => message::send(self, socket, &args, ack),
-            "leave-chat" => leave::leave(socket, &args, ack),
-            "load-history" => history::load(self, socket, &args, ack),
-            "mark-read" => receipts::mark_read(self, socket, &args, ack),
-            "react-message" => reactions::react(self, socket, &args, ack),
-            "edit-message" => edits::edit(self, socket, &args, ack),
-            "delete-message" => edits::delete(self, socket, &args, ack),
-            "typing" => typing::typing(socket, &args, ack),
+        let handler: Handler = match event.name.as_str() {
+            "join-chat" => join::join,
+            "send-message" => message::send,
+            "leave-chat" => leave::leave,
+            "load-history" => history::load,
+            "mark-read" => receipts::mark_read,
+            "react-message" => reactions::react,
+            "edit-message" => edits::edit,
+            "delete-message" => edits::delete,
+            "typing" => typing::typing,
             // Events docs/PROTOCOL.md does not define are ignored, as Socket.IO servers do; a
             // client that asked for an ack is told why, rather than left waiting.
             other => {
                 answer_error(socket, ack, &format!("Unknown event: {other}"));
+                return Dispatch::Done;
+            }
+        };
+        // Every event's payload is an object, or absent where it is optional; anything else is
+        // refused here, once for all handlers, and changes nothing.
+        match payload::fields(&args) {
+            Ok(fields) => handler(self, socket, fields, ack),
+            Err(payload::NotAnObject) => {
+                refuse(socket, ack, ChatError::BadPayload);
                 Dispatch::Done
             }
         }

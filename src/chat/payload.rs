@@ -31,13 +31,21 @@ pub struct Fields<'a> {
     pub action: Option<&'a RawValue>,
 }
 
-/// The first argument of an event as an object's fields; `None` when it is missing or not an object.
-pub fn fields<'a>(args: &[&'a RawValue]) -> Option<Fields<'a>> {
-    let first = args.first()?;
+/// The first argument of an event was present but not a JSON object (a string, a number, `null`,
+/// an array, or an object with a field twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAnObject;
+
+/// The first argument of an event as an object's fields; no fields when there is no argument (an
+/// event whose payload is optional, sent without one).
+pub fn fields<'a>(args: &[&'a RawValue]) -> Result<Fields<'a>, NotAnObject> {
+    let Some(first) = args.first() else {
+        return Ok(Fields::default());
+    };
     if !first.get().trim_start().starts_with('{') {
-        return None;
+        return Err(NotAnObject);
     }
-    serde_json::from_str(first.get()).ok()
+    serde_json::from_str(first.get()).map_err(|_| NotAnObject)
 }
 
 /// An id: a JSON integer (no fraction, no exponent, not a string) within `i32`. `null` counts as
@@ -136,8 +144,20 @@ mod tests {
         assert_eq!(string(f.message), Ok(Some(Cow::Borrowed("hi"))));
         let not_object = [raw("[1]")];
         let refs: Vec<&RawValue> = not_object.iter().map(|b| &**b).collect();
-        assert!(fields(&refs).is_none());
-        assert!(fields(&[]).is_none());
+        assert_eq!(fields(&refs).err(), Some(NotAnObject));
+        for text in [
+            "null",
+            "\"text\"",
+            "5",
+            "true",
+            r#"{"eventid":1,"eventid":2}"#,
+        ] {
+            let bad = [raw(text)];
+            let refs: Vec<&RawValue> = bad.iter().map(|b| &**b).collect();
+            assert_eq!(fields(&refs).err(), Some(NotAnObject), "{text}");
+        }
+        // No argument at all: an optional payload left out, no fields.
+        assert!(fields(&[]).is_ok_and(|f| f.eventid.is_none()));
     }
 
     #[test]

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::value::RawValue;
 use unicode_segmentation::UnicodeSegmentation;
 
+use super::payload::Fields;
 use super::Encoded;
 use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
 use crate::engine::Dispatch;
@@ -51,8 +51,7 @@ pub fn one_emoji(text: &str) -> Option<&'static str> {
     emojis::get(text).map(|e| e.as_str())
 }
 
-pub fn react(chat: &Chat, socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
-    let fields = payload::fields(args).unwrap_or_default();
+pub fn react(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
     let checked = about_message(socket, &fields).and_then(|(member, message_id)| {
         let emoji = payload::string(fields.emoji)
             .ok()

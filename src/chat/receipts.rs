@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::message::{format_timestamp, now};
-use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, Encoded};
+use super::payload::Fields;
+use super::{about_message, answer, broadcast, change_error, refuse, Chat, Encoded};
 use crate::engine::Dispatch;
 use crate::history::annotations::{ReadMark, ReadRequest};
 use crate::history::reads::ReadOutcome;
@@ -42,10 +42,9 @@ impl MessagesRead {
 pub fn mark_read(
     chat: &Chat,
     socket: &Arc<Socket>,
-    args: &[&RawValue],
+    fields: Fields<'_>,
     ack: Option<u64>,
 ) -> Dispatch {
-    let fields = payload::fields(args).unwrap_or_default();
     let (member, message_id) = match about_message(socket, &fields) {
         Ok(about) => about,
         Err(e) => {

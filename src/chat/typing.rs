@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::payload;
-use super::{answer, broadcast, chat_state, refuse, ChatError, Encoded};
+use super::payload::Fields;
+use super::{answer, broadcast, chat_state, refuse, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
 use crate::socketio::Socket;
 
@@ -22,7 +22,12 @@ struct Ignored<'a> {
     error: &'a str,
 }
 
-pub fn typing(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dispatch {
+pub fn typing(
+    _chat: &Chat,
+    socket: &Arc<Socket>,
+    fields: Fields<'_>,
+    ack: Option<u64>,
+) -> Dispatch {
     let Some(member) = chat_state(socket).membership() else {
         // The original chat (docs/PROTOCOL.md) lists no error for this: no chat-error, but an ack (if asked) says why nothing happened.
         answer(
@@ -34,7 +39,6 @@ pub fn typing(socket: &Arc<Socket>, args: &[&RawValue], ack: Option<u64>) -> Dis
         );
         return Dispatch::Done;
     };
-    let fields = payload::fields(args).unwrap_or_default();
     let Some(is_typing) = payload::boolean(fields.is_typing) else {
         refuse(socket, ack, ChatError::BadTyping);
         return Dispatch::Done;

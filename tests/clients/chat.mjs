@@ -114,7 +114,7 @@ const scenarios = {
     await expectError(s, "Missing eventid or userid", "join-chat", { eventid: 101, userid: null, role: "tutor" });
     await expectError(s, "Missing eventid or userid", "join-chat", { eventid: 101.5, userid: 1, role: "tutor" });
     await expectError(s, "Missing eventid or userid", "join-chat", { eventid: 2147483648, userid: 1, role: "tutor" });
-    await expectError(s, "Missing eventid or userid", "join-chat", "not an object");
+    await expectError(s, "Invalid payload: must be an object", "join-chat", "not an object");
     await expectError(s, "Missing eventid or userid", "join-chat");
     await expectError(s, "Event not found", "join-chat", { eventid: 999, userid: 1, role: "tutor" });
     await expectError(s, "Unauthorized: You are not part of this event", "join-chat", { eventid: 101, userid: 2, role: "tutor" });
@@ -376,6 +376,39 @@ const scenarios = {
     equal([tombstone.id, tombstone.message, tombstone.deleted, tombstone.deleted_at], [m.id, "", true, gone.deleted_at], "the tombstone");
     equal(page.read_receipts, [{ userid: 2, role: "tutee", last_read_id: m.id, timestamp: mark.timestamp }], "receipts");
     for (const s of [tutor, tutee, late]) s.close();
+  },
+
+  // One event sent with payloads that are not objects: each is refused with a chat-error and an
+  // ack error, nobody else hears anything, and the sender's chat keeps working (still joined,
+  // messages still flow). ARGS: the event name.
+  async "not-an-object"() {
+    const [event] = rest;
+    const tutor = await client();
+    const tutee = await client();
+    await join(tutor, 101, 1, "tutor");
+    await join(tutee, 101, 2, "tutee");
+    const [first] = await ask(tutor, "send-message", { eventid: 101, message: "before" });
+    await barrier(tutor);
+    await barrier(tutee);
+    tutor.log = [];
+    tutee.log = [];
+    for (const bad of ["text", 42, null, [101], true, ""]) {
+      await expectError(tutor, "Invalid payload: must be an object", event, bad);
+    }
+    take(tutor, "chat-error");
+    await barrier(tutee);
+    equal(tutee.log, [], `what the tutee heard of ${event} with bad payloads`);
+    equal(tutor.log, [], `what the tutor got besides the refusals`);
+    // Still in the chat, with history and the message before intact.
+    const heard = next(tutee, "receive-message");
+    const [ack] = await ask(tutor, "send-message", { eventid: 101, message: `after ${event}` });
+    if (!ack || ack.error) fail(`send after ${event}: ${JSON.stringify(ack)}`);
+    const [got] = await heard;
+    equal(got.message, `after ${event}`, "the message after the refusals");
+    const [page] = await ask(tutor, "load-history", { eventid: 101 });
+    equal(page.messages.map((m) => m.id), [first.id, ack.id], "history after the refusals");
+    tutor.close();
+    tutee.close();
   },
 
   // A new user's first chat on a database chatgate has just prepared: joins, history and a

@@ -12,7 +12,7 @@ use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
 
 use crate::chat::metrics::METRICS;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, DropReason};
 use crate::directory::{Directory, LatencyHistogram, LATENCY_BUCKETS_MS};
 use crate::engine::Engine;
 use crate::history::History;
@@ -180,14 +180,41 @@ impl Admin {
             family(
                 "chatgate_cluster_broadcasts_total",
                 "counter",
-                "Broadcasts over Redis: published, not published (Redis away or queue full), received and delivered here, skipped (no member here), malformed.",
+                "Broadcasts over Redis: published, dropped (all reasons, see chatgate_cluster_dropped_total), received and delivered here, skipped (no member here), malformed.",
                 &[
                     (label("outcome", "published"), st.published.load(Relaxed) as f64),
-                    (label("outcome", "dropped"), st.publish_dropped.load(Relaxed) as f64),
+                    (
+                        label("outcome", "dropped"),
+                        DropReason::ALL
+                            .iter()
+                            .map(|r| st.dropped_total(*r))
+                            .sum::<u64>() as f64,
+                    ),
                     (label("outcome", "received"), st.received.load(Relaxed) as f64),
                     (label("outcome", "skipped"), st.skipped.load(Relaxed) as f64),
                     (label("outcome", "malformed"), st.malformed.load(Relaxed) as f64),
                 ],
+            );
+            family(
+                "chatgate_cluster_dropped_total",
+                "counter",
+                "Broadcasts lost between nodes, by reason: redis_down (Redis unreachable), redis_stalled (a write hung past --cluster-publish-wait-ms), publish_queue_full (this node publishes more than Redis takes), receive_queue_full (this node cannot deliver what others send).",
+                &DropReason::ALL
+                    .iter()
+                    .map(|r| (label("reason", r.as_str()), st.dropped_total(*r) as f64))
+                    .collect::<Vec<_>>(),
+            );
+            family(
+                "chatgate_cluster_publish_queue",
+                "gauge",
+                "Broadcasts waiting for the publisher.",
+                &[(String::new(), cluster.publish_queue_len() as f64)],
+            );
+            family(
+                "chatgate_cluster_publish_waiting",
+                "gauge",
+                "Senders waiting for room in the full publish queue (flow control).",
+                &[(String::new(), st.waiting.load(Relaxed) as f64)],
             );
         }
         if let Some(latency) = self.directory.latency() {

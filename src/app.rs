@@ -203,6 +203,9 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
                 prefix: args.cluster_prefix.clone(),
                 liveness: Duration::from_millis(args.cluster_liveness_ms.max(300)),
                 linger: Duration::from_millis(args.cluster_linger_ms),
+                publish_queue: args.cluster_publish_queue as usize,
+                publish_wait: Duration::from_millis(args.cluster_publish_wait_ms),
+                receive_queue: args.cluster_receive_queue as usize,
             })
             .map_err(StartError::Cluster)?,
         ),

@@ -274,6 +274,28 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_CLUSTER_LINGER_MS", default_value_t = 1)]
     pub cluster_linger_ms: u64,
 
+    /// Broadcasts waiting for the publisher. When it is full, a sender waits for room (flow
+    /// control) instead of its broadcast being dropped for the other nodes.
+    #[arg(long, env = "CHATGATE_CLUSTER_PUBLISH_QUEUE", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub cluster_publish_queue: u32,
+
+    /// Longest a sender waits for room in a full publish queue, in milliseconds; also how long a
+    /// write to Redis may hang before Redis counts as stalled (then nobody waits, and broadcasts
+    /// are delivered here only, counted as dropped for the other nodes).
+    #[arg(
+        long,
+        env = "CHATGATE_CLUSTER_PUBLISH_WAIT_MS",
+        default_value_t = 2_000
+    )]
+    pub cluster_publish_wait_ms: u64,
+
+    /// Broadcasts from other nodes waiting to be delivered here. When this node cannot keep up,
+    /// the excess is dropped and counted, so memory stays bounded.
+    #[arg(long, env = "CHATGATE_CLUSTER_RECEIVE_QUEUE", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub cluster_receive_queue: u32,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]

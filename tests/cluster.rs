@@ -470,3 +470,193 @@ async fn load_balancer_with_sticky_polling() {
         200
     );
 }
+
+/// One sample of a node's `/metrics` as printed (`name` or `name{label="value"}`); 0 if absent.
+async fn metric(addr: std::net::SocketAddr, sample: &str) -> f64 {
+    let page = support::raw::http(addr, "GET", "/metrics", &[], b"")
+        .await
+        .text();
+    page.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Polls a metric until `done` holds (at most 20 s): for a state inside the node that no event
+/// tells the test about, such as a sender waiting for the publish queue.
+async fn metric_until(addr: std::net::SocketAddr, sample: &str, done: impl Fn(f64) -> bool) {
+    for _ in 0..400 {
+        if done(metric(addr, sample).await) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{sample} never reached the expected value");
+}
+
+/// Every broadcast dropped by the node, all reasons.
+async fn dropped(addr: std::net::SocketAddr) -> f64 {
+    let mut total = 0.0;
+    for reason in [
+        "redis_down",
+        "redis_stalled",
+        "publish_queue_full",
+        "receive_queue_full",
+    ] {
+        total += metric(
+            addr,
+            &format!("chatgate_cluster_dropped_total{{reason=\"{reason}\"}}"),
+        )
+        .await;
+    }
+    total
+}
+
+/// Sends `count` messages with acks (ids 1..) without waiting; returns their texts.
+async fn send_burst(ws: &mut RawWs, prefix: &str, count: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    for i in 0..count {
+        let text = format!("{prefix} {i}");
+        ws.send_text(&format!(
+            r#"42{}["send-message",{{"eventid":101,"message":"{text}"}}]"#,
+            i + 1
+        ))
+        .await;
+        texts.push(text);
+    }
+    texts
+}
+
+/// Reads until `count` acks arrived; asserts none is an error.
+async fn acks(ws: &mut RawWs, count: usize) {
+    let mut got = 0;
+    while got < count {
+        let frame = ws.recv_text().await.expect("an ack");
+        if frame.starts_with("43") {
+            assert!(!frame.contains("\"error\""), "ack error: {frame}");
+            got += 1;
+        }
+    }
+}
+
+async fn redis_command(redis: &RedisServer, args: &[&str]) {
+    let mut conn = redis.connection().await;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async::<()>(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+}
+
+/// A Redis that stops taking writes (`CLIENT PAUSE ... WRITE`, which holds PUBLISH) while a
+/// tutor on node A sends a burst to a tutee on node B: once A's small publish queue is full the
+/// sender waits (flow control) instead of losing its broadcasts; when Redis takes writes again,
+/// every message reaches B, in order, and A dropped nothing.
+#[tokio::test]
+async fn a_paused_redis_slows_the_sender_and_loses_nothing() {
+    let redis = RedisServer::start().await;
+    let db = TestDb::create().await;
+    let queue = ["--cluster-publish-queue", "4"];
+    let wait = ["--cluster-publish-wait-ms", "30000"];
+    let a = node(&redis, &db, 0, &[&queue[..], &wait[..]].concat()).await;
+    let b = node(&redis, &db, 1, &[]).await;
+    let (mut tutor, _) = join(a.addr(), 101, 1, "tutor").await;
+    let (mut tutee, _) = join(b.addr(), 101, 2, "tutee").await;
+    next_event(&mut tutor, "user-joined-chat").await;
+
+    redis_command(&redis, &["CLIENT", "PAUSE", "60000", "WRITE"]).await;
+    let sent = send_burst(&mut tutor, "paused", 30).await;
+    metric_until(a.addr(), "chatgate_cluster_publish_waiting", |v| v >= 1.0).await;
+    assert_eq!(
+        metric(a.addr(), "chatgate_cluster_publish_queue").await,
+        4.0,
+        "the queue holds what it may, the sender waits"
+    );
+    redis_command(&redis, &["CLIENT", "UNPAUSE"]).await;
+
+    assert_eq!(
+        messages(&mut tutee, 30).await,
+        sent,
+        "all of them, in order"
+    );
+    acks(&mut tutor, 30).await;
+    assert_eq!(dropped(a.addr()).await, 0.0);
+    assert_eq!(dropped(b.addr()).await, 0.0);
+}
+
+/// A Redis that stays paused past `--cluster-publish-wait-ms`: the node stops waiting (the local
+/// chat goes on, every message acknowledged), what it cannot publish is bounded by the queue,
+/// counted by reason and logged once; after Redis resumes, every message of the burst is either
+/// delivered on B or counted as dropped on A, and the cluster carries messages again.
+#[tokio::test]
+async fn a_redis_stalled_past_the_wait_is_bounded_counted_and_logged_once() {
+    let redis = RedisServer::start().await;
+    let db = TestDb::create().await;
+    let flags = [
+        "--cluster-publish-queue",
+        "4",
+        "--cluster-publish-wait-ms",
+        "300",
+    ];
+    let mut a = node(&redis, &db, 0, &flags).await;
+    let b = node(&redis, &db, 1, &[]).await;
+    let (mut tutor, _) = join(a.addr(), 101, 1, "tutor").await;
+    let (mut tutee, _) = join(b.addr(), 101, 2, "tutee").await;
+    next_event(&mut tutor, "user-joined-chat").await;
+
+    redis_command(&redis, &["CLIENT", "PAUSE", "60000", "WRITE"]).await;
+    let sent = send_burst(&mut tutor, "stalled", 30).await;
+    acks(&mut tutor, 30).await;
+    a.log_line("cluster: broadcasts dropped").await;
+    let lost = dropped(a.addr()).await;
+    assert!(lost >= 1.0, "something was dropped");
+    assert!(
+        metric(
+            a.addr(),
+            "chatgate_cluster_dropped_total{reason=\"redis_stalled\"}"
+        )
+        .await
+            >= 1.0
+    );
+    assert!(metric(a.addr(), "chatgate_cluster_publish_queue").await <= 4.0);
+    redis_command(&redis, &["CLIENT", "UNPAUSE"]).await;
+    // The held write completes and the queue drains: the link carries messages again.
+    metric_until(a.addr(), "chatgate_cluster_publish_queue", |v| v == 0.0).await;
+    tutor
+        .send_text(r#"42["send-message",{"eventid":101,"message":"after"}]"#)
+        .await;
+    let mut got = Vec::new();
+    loop {
+        let text = messages(&mut tutee, 1).await.remove(0);
+        if text == "after" {
+            break;
+        }
+        got.push(text);
+    }
+    let order: Vec<&String> = sent.iter().filter(|t| got.contains(t)).collect();
+    assert_eq!(order.len(), got.len(), "only burst messages, each once");
+    assert!(got.iter().zip(order).all(|(g, o)| g == o), "in order");
+    assert_eq!(
+        dropped(a.addr()).await,
+        lost,
+        "nothing dropped after Redis resumed"
+    );
+    assert_eq!(
+        got.len() as f64 + lost,
+        sent.len() as f64,
+        "every message delivered on B or counted as dropped on A"
+    );
+    // One warning for the burst, not one per message.
+    let mut more = 0;
+    while let Ok(line) = a.later.try_recv() {
+        more += usize::from(line.contains("cluster: broadcasts dropped"));
+    }
+    assert!(more <= 1, "{more} more warnings (one per reason at most)");
+}

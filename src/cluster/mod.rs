@@ -39,6 +39,12 @@ pub struct ClusterConfig {
     pub liveness: Duration,
     /// How long the publisher lets broadcasts gather before it writes them (0: at once).
     pub linger: Duration,
+    /// Broadcasts waiting for the publisher (flow control beyond it).
+    pub publish_queue: usize,
+    /// Longest a sender waits for room; a write to Redis hanging longer means Redis is stalled.
+    pub publish_wait: Duration,
+    /// Broadcasts from other nodes waiting for delivery here (dropped and counted beyond it).
+    pub receive_queue: usize,
 }
 
 /// Why cluster mode could not start.
@@ -53,16 +59,97 @@ impl std::fmt::Display for ClusterError {
 
 impl std::error::Error for ClusterError {}
 
+/// Why a broadcast did not reach (all of) its members on other nodes. Pub/sub is at-most-once;
+/// these are the ways it loses something, each counted and logged (once per 10 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Redis was unreachable: what this node published meanwhile is lost for the others.
+    RedisDown,
+    /// A write to Redis hung longer than `--cluster-publish-wait-ms` (a paused or stuck Redis):
+    /// senders no longer wait, their broadcasts reach this node's members only.
+    RedisStalled,
+    /// The publish queue stayed full for `--cluster-publish-wait-ms` while Redis was answering:
+    /// this node publishes more than Redis takes.
+    PublishQueueFull,
+    /// Broadcasts from other nodes arrived faster than this node delivers them.
+    ReceiveQueueFull,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::RedisDown,
+        DropReason::RedisStalled,
+        DropReason::PublishQueueFull,
+        DropReason::ReceiveQueueFull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::RedisDown => "redis_down",
+            DropReason::RedisStalled => "redis_stalled",
+            DropReason::PublishQueueFull => "publish_queue_full",
+            DropReason::ReceiveQueueFull => "receive_queue_full",
+        }
+    }
+
+    fn explain(self) -> &'static str {
+        match self {
+            DropReason::RedisDown => "Redis is unreachable",
+            DropReason::RedisStalled => "Redis stopped answering writes",
+            DropReason::PublishQueueFull => "this node publishes more than Redis takes",
+            DropReason::ReceiveQueueFull => "this node cannot deliver what other nodes send",
+        }
+    }
+}
+
+/// At most one warning per reason per 10 s: a flood of log lines is the last thing an overloaded
+/// node needs.
+const WARN_EVERY: crate::rate::RateLimit = crate::rate::RateLimit {
+    per_second: 0.1,
+    burst: 1.0,
+};
+
 /// Figures for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ClusterStats {
     pub published: AtomicU64,
-    /// Broadcasts not published: Redis was away or the publish queue was full.
-    pub publish_dropped: AtomicU64,
+    /// Broadcasts lost for other nodes (or, for `ReceiveQueueFull`, for this one), by
+    /// `DropReason` (index in `DropReason::ALL`).
+    dropped: [AtomicU64; 4],
+    warned: [std::sync::Mutex<crate::rate::Bucket>; 4],
     pub received: AtomicU64,
     /// Broadcasts for rooms with no member here, dropped before decoding.
     pub skipped: AtomicU64,
     pub malformed: AtomicU64,
+    /// Senders waiting for room in the publish queue right now.
+    pub waiting: AtomicU64,
+}
+
+impl ClusterStats {
+    /// Counts `n` broadcasts dropped for `reason`, with a warning at most every 10 s per reason.
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let i = reason as usize;
+        let total = self.dropped[i].fetch_add(n, Ordering::Relaxed) + n;
+        let warn = self.warned[i]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(WARN_EVERY, tokio::time::Instant::now());
+        if warn {
+            tracing::warn!(
+                reason = reason.as_str(),
+                dropped_so_far = total,
+                "cluster: broadcasts dropped: {}",
+                reason.explain()
+            );
+        }
+    }
+
+    pub fn dropped_total(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
+    }
 }
 
 pub struct Cluster {
@@ -73,6 +160,10 @@ pub struct Cluster {
     incoming: std::sync::Mutex<Option<mpsc::Receiver<Publish>>>,
     subscribed: AtomicBool,
     publishing: AtomicBool,
+    /// When the write to Redis under way began (ms since `epoch`, 0: none under way): a write
+    /// hanging longer than `publish_wait` means Redis is stalled.
+    writing_since: AtomicU64,
+    epoch: std::time::Instant,
     pub stats: ClusterStats,
     pub counts: counts::Counts,
     namespace: OnceLock<Arc<NamespaceEntry>>,
@@ -81,16 +172,13 @@ pub struct Cluster {
 /// A channel and the message to publish on it.
 type Publish = (String, Vec<u8>);
 
-/// Broadcasts waiting for the publisher; beyond it they are dropped (counted).
-const PUBLISH_QUEUE: usize = 65_536;
-
 impl Cluster {
     /// Checks the URL; connects nothing yet ([`Cluster::start`] does, and keeps retrying).
     pub fn new(config: ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| ClusterError(format!("invalid Redis URL: {e}")))?;
         let uid = node_uid();
-        let (outgoing, incoming) = mpsc::channel(PUBLISH_QUEUE);
+        let (outgoing, incoming) = mpsc::channel(config.publish_queue.max(1));
         Ok(Arc::new(Cluster {
             counts: counts::Counts::new(&config, &uid),
             uid,
@@ -100,6 +188,8 @@ impl Cluster {
             incoming: std::sync::Mutex::new(Some(incoming)),
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(false),
+            writing_since: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             stats: ClusterStats::default(),
             namespace: OnceLock::new(),
         }))
@@ -177,27 +267,56 @@ impl Cluster {
         );
     }
 
-    /// Hands a message to the publisher; counts it as dropped if the queue is full.
+    /// Hands a message to the publisher; counts it as dropped, with the reason, if the queue is
+    /// full.
     fn enqueue(&self, channel: String, bytes: Vec<u8>) {
         if self.outgoing.try_send((channel, bytes)).is_err() {
-            self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+            let reason = if !self.link_up() {
+                DropReason::RedisDown
+            } else if self.stalled() {
+                DropReason::RedisStalled
+            } else {
+                DropReason::PublishQueueFull
+            };
+            self.stats.dropped(reason, 1);
         }
     }
 
-    /// When the publish queue is full while Redis is up: a wait (at most 2 s) until it has room.
-    /// A sender awaits it before its message, so overload slows senders instead of dropping their
-    /// broadcasts for the other nodes. `None` when there is room, or Redis is away (then nothing
-    /// waits: pub/sub is at-most-once).
+    /// Broadcasts in the publish queue now.
+    pub fn publish_queue_len(&self) -> usize {
+        self.outgoing.max_capacity() - self.outgoing.capacity()
+    }
+
+    /// Whether the write to Redis under way has hung longer than `publish_wait`.
+    fn stalled(&self) -> bool {
+        let since = self.writing_since.load(Ordering::Acquire);
+        since != 0
+            && self.now_ms().saturating_sub(since) > self.config.publish_wait.as_millis() as u64
+    }
+
+    /// Milliseconds since this node's cluster started (never 0, which means "no write").
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// When the publish queue is full while Redis is up and answering: a wait (at most
+    /// `--cluster-publish-wait-ms`) until it has room. A sender awaits it before its message, so
+    /// overload slows senders instead of dropping their broadcasts for the other nodes. `None`
+    /// when there is room, or when Redis is away or stalled: then nobody waits (the local chat
+    /// goes on; pub/sub is at-most-once, and the drop is counted by reason).
     pub fn wait_for_room(
-        &self,
+        self: &Arc<Self>,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-        if self.outgoing.capacity() > 0 || !self.link_up() {
+        if self.outgoing.capacity() > 0 || !self.link_up() || self.stalled() {
             return None;
         }
-        let queue = self.outgoing.clone();
+        let cluster = self.clone();
         Some(Box::pin(async move {
+            let queue = cluster.outgoing.clone();
+            cluster.stats.waiting.fetch_add(1, Ordering::Relaxed);
             // The place is given back at once: the broadcast itself takes one a moment later.
-            let _ = tokio::time::timeout(Duration::from_secs(2), queue.reserve_owned()).await;
+            let _ = tokio::time::timeout(cluster.config.publish_wait, queue.reserve_owned()).await;
+            cluster.stats.waiting.fetch_sub(1, Ordering::Relaxed);
         }))
     }
 
@@ -221,9 +340,7 @@ impl Cluster {
                     // At-most-once: what queued up meanwhile is dropped, not delivered late.
                     let stale = batch.len() as u64 + drain(&mut queue);
                     batch.clear();
-                    self.stats
-                        .publish_dropped
-                        .fetch_add(stale, Ordering::Relaxed);
+                    self.stats.dropped(DropReason::RedisDown, stale);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
@@ -266,7 +383,10 @@ impl Cluster {
                 for (channel, bytes) in &batch {
                     pipe.publish(channel, bytes.as_slice()).ignore();
                 }
-                match pipe.query_async::<()>(&mut conn).await {
+                self.writing_since.store(self.now_ms(), Ordering::Release);
+                let written = pipe.query_async::<()>(&mut conn).await;
+                self.writing_since.store(0, Ordering::Release);
+                match written {
                     Ok(()) => {
                         self.stats
                             .published
@@ -291,6 +411,8 @@ impl Cluster {
             return;
         };
         let nsp = namespace.name.to_string();
+        let (deliveries, queued) = mpsc::channel(self.config.receive_queue.max(1));
+        tokio::spawn(self.clone().deliverer(namespace.clone(), queued));
         let pattern = format!("{}#{}#*", self.config.prefix, nsp);
         let requests = format!("{}-request#{}#", self.config.prefix, nsp);
         let mut backoff = Duration::from_millis(100);
@@ -322,8 +444,17 @@ impl Cluster {
                 let channel = msg.get_channel_name();
                 if channel == requests {
                     requests::handle(&self, &namespace, msg.get_payload_bytes());
-                } else {
-                    self.receive(&namespace, &nsp, channel, msg.get_payload_bytes());
+                } else if self.wanted(&namespace, &nsp, channel) {
+                    // Handed to the delivery task through a bounded queue: this loop only
+                    // copies, so it keeps up with what Redis sends and the client library's
+                    // own buffer stays small; a node that cannot deliver as fast drops (and
+                    // counts) the excess instead of holding an ever-growing backlog.
+                    if deliveries
+                        .try_send(msg.get_payload_bytes().to_vec())
+                        .is_err()
+                    {
+                        self.stats.dropped(DropReason::ReceiveQueueFull, 1);
+                    }
                 }
             }
             self.subscribed.store(false, Ordering::Release);
@@ -334,21 +465,38 @@ impl Cluster {
         }
     }
 
-    /// Delivers a broadcast from another node to the local members of its rooms.
-    fn receive(&self, namespace: &NamespaceEntry, nsp: &str, channel: &str, payload: &[u8]) {
+    /// Whether a broadcast on `channel` may concern members here. Most broadcasts are for rooms
+    /// with no member here: those are skipped from the channel name alone, before any copy.
+    fn wanted(&self, namespace: &NamespaceEntry, nsp: &str, channel: &str) -> bool {
         let Some(room) = wire::channel_room(channel, &self.config.prefix, nsp) else {
-            return;
+            return false;
         };
-        // Most broadcasts are for rooms with no member here: drop those before decoding.
         if !room.is_empty() && namespace.rooms.count(room) == 0 {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
+        true
+    }
+
+    /// Delivers what the subscriber queued, in order.
+    async fn deliverer(
+        self: Arc<Self>,
+        namespace: Arc<NamespaceEntry>,
+        mut queued: mpsc::Receiver<Vec<u8>>,
+    ) {
+        let nsp = namespace.name.to_string();
+        while let Some(payload) = queued.recv().await {
+            self.receive(&namespace, &nsp, &payload);
+        }
+    }
+
+    /// Delivers a broadcast from another node to the local members of its rooms.
+    fn receive(&self, namespace: &NamespaceEntry, nsp: &str, payload: &[u8]) {
         let message = match wire::decode_broadcast(payload) {
             Ok(m) => m,
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, channel, "cluster: unreadable broadcast");
+                tracing::debug!(error = %e, "cluster: unreadable broadcast");
                 return;
             }
         };

@@ -59,10 +59,16 @@ for scenario in "${scenarios[@]}"; do
   start_node 7301 0 --cluster redis://127.0.0.1:6390 --cluster-prefix bench
   start_node 7302 1 --cluster redis://127.0.0.1:6390 --cluster-prefix bench
   load cluster2 "${pids[0]},${pids[1]}" --peer 127.0.0.1:7302 "${args[@]}"
+  # Both sides' own count: what each node published, received and dropped (by reason).
+  for port in 7301 7302; do
+    echo "$scenario, node on $port:" >>"$out/cluster-metrics.txt"
+    curl -s "http://127.0.0.1:$port/metrics" | grep -E '^chatgate_cluster_(broadcasts|dropped)' >>"$out/cluster-metrics.txt"
+  done
   stop_nodes
 done
 
 cat "$out/summary.txt"
+cat "$out/cluster-metrics.txt"
 python3 - "$out/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

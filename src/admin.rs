@@ -211,6 +211,12 @@ impl Admin {
                 &[(String::new(), cluster.publish_queue_len() as f64)],
             );
             family(
+                "chatgate_cluster_lag_seconds",
+                "gauge",
+                "How far the slowest node's subscriber is behind what the cluster publishes (senders wait beyond --cluster-max-lag-ms).",
+                &[(String::new(), cluster.lag.cluster_ms() as f64 / 1000.0)],
+            );
+            family(
                 "chatgate_cluster_publish_waiting",
                 "gauge",
                 "Senders waiting for room in the full publish queue (flow control).",

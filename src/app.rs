@@ -206,6 +206,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
                 publish_queue: args.cluster_publish_queue as usize,
                 publish_wait: Duration::from_millis(args.cluster_publish_wait_ms),
                 receive_queue: args.cluster_receive_queue as usize,
+                max_lag: Duration::from_millis(args.cluster_max_lag_ms),
             })
             .map_err(StartError::Cluster)?,
         ),

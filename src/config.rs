@@ -296,6 +296,11 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub cluster_receive_queue: u32,
 
+    /// Milliseconds a node's subscriber may fall behind what the cluster publishes before
+    /// senders on every node wait for it (flow control across nodes; see docs/CLUSTER.md). 0: off.
+    #[arg(long, env = "CHATGATE_CLUSTER_MAX_LAG_MS", default_value_t = 500)]
+    pub cluster_max_lag_ms: u64,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]

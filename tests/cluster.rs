@@ -660,3 +660,39 @@ async fn a_redis_stalled_past_the_wait_is_bounded_counted_and_logged_once() {
     }
     assert!(more <= 1, "{more} more warnings (one per reason at most)");
 }
+
+/// A node whose subscriber falls behind (here: one that reports a 5 s lag in the cluster's lag
+/// hash, as a real node does every 100 ms) holds senders on the other nodes back until it catches
+/// up; then every message arrives, in order, none dropped.
+#[tokio::test]
+async fn senders_wait_while_a_node_lags_behind() {
+    let redis = RedisServer::start().await;
+    let db = TestDb::create().await;
+    let wait = ["--cluster-publish-wait-ms", "30000"];
+    let a = node(&redis, &db, 0, &wait).await;
+    let b = node(&redis, &db, 1, &[]).await;
+    let (mut tutor, _) = join(a.addr(), 101, 1, "tutor").await;
+    let (mut tutee, _) = join(b.addr(), 101, 2, "tutee").await;
+    next_event(&mut tutor, "user-joined-chat").await;
+
+    // Fresh for the next minute (the entry's time is ahead of now), 5 s behind.
+    let at = chatgate::cluster::lag::wall_ms() + 60_000;
+    redis_command(
+        &redis,
+        &[
+            "HSET",
+            "chatgate-test-lag",
+            "a-slow-node",
+            &format!("5000:{at}"),
+        ],
+    )
+    .await;
+    metric_until(a.addr(), "chatgate_cluster_lag_seconds", |v| v >= 5.0).await;
+    let sent = send_burst(&mut tutor, "held", 5).await;
+    metric_until(a.addr(), "chatgate_cluster_publish_waiting", |v| v >= 1.0).await;
+    // The slow node caught up.
+    redis_command(&redis, &["HDEL", "chatgate-test-lag", "a-slow-node"]).await;
+    assert_eq!(messages(&mut tutee, 5).await, sent);
+    acks(&mut tutor, 5).await;
+    assert_eq!(dropped(a.addr()).await, 0.0);
+}

@@ -82,6 +82,10 @@ enum Scenario {
         /// it got from the other member (if it got a new one). 0: never.
         #[arg(long, default_value_t = 0)]
         react_ms: u64,
+        /// Edits: every N ms each client edits (`edit-message`) the newest message it sent (if it
+        /// sent a new one). 0: never.
+        #[arg(long, default_value_t = 0)]
+        edit_ms: u64,
     },
     Idle {
         #[arg(long, default_value_t = 1000)]
@@ -205,11 +209,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             duration,
             mark_read_ms,
             react_ms,
+            edit_ms,
         } => {
             let every = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
             let extras = Extras {
                 mark_read: every(mark_read_ms),
                 react: every(react_ms),
+                edit: every(edit_ms),
             };
             fanout(target, pid, rooms, rate, inflight, warmup, duration, extras).await?
         }
@@ -265,16 +271,21 @@ struct Shared {
     /// Deliveries of messages sent inside the window (for loss), whenever they arrive.
     delivered_of_window: Cell<u64>,
     latency: RefCell<Option<Histogram<u64>>>,
-    /// `mark-read`s and `react-message`s sent.
+    /// `mark-read`s, `react-message`s and `edit-message`s sent.
     marks: Cell<u64>,
     reactions: Cell<u64>,
+    edits: Cell<u64>,
+    /// Every message sent, in the window or not (what the server's history must hold).
+    sent_total: Cell<u64>,
 }
 
-/// What fan-out clients do besides chatting: mark what they read, react to some messages.
+/// What fan-out clients do besides chatting: mark what they read, react to some messages, edit
+/// some of their own.
 #[derive(Debug, Clone, Copy, Default)]
 struct Extras {
     mark_read: Option<Duration>,
     react: Option<Duration>,
+    edit: Option<Duration>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -357,6 +368,8 @@ async fn fanout(
         "mark_read_ms": extras.mark_read.map(|d| d.as_millis() as u64),
         "react_ms": extras.react.map(|d| d.as_millis() as u64),
         "marks_sent": shared.marks.get(), "reactions_sent": shared.reactions.get(),
+        "edit_ms": extras.edit.map(|d| d.as_millis() as u64), "edits_sent": shared.edits.get(),
+        "sent_total": shared.sent_total.get(),
     }))
 }
 
@@ -371,8 +384,10 @@ async fn client_loop(
     inflight: u32,
     extras: Extras,
 ) {
-    // The newest id got from the other member, and the last ones marked read and reacted to.
+    // The newest id got from the other member, and the last ones marked read and reacted to; the
+    // newest of this client's own messages, and the last one edited.
     let (mut newest, mut marked, mut reacted) = (0u64, 0u64, 0u64);
+    let (mut mine, mut edited) = (0u64, 0u64);
     let mut extra = Vec::with_capacity(96);
     let every = |p: Duration| {
         let start = Instant::now() + p.mul_f64((f64::from(me) * 0.618_034) % 1.0);
@@ -382,6 +397,7 @@ async fn client_loop(
     };
     let mut marker = extras.mark_read.map(every);
     let mut reactor = extras.react.map(every);
+    let mut editor = extras.edit.map(every);
     let now_ns = || epoch.elapsed().as_nanos() as u64;
     let mut text = Vec::with_capacity(96);
     let mut send = |conn: &mut Conn, shared: &Shared| {
@@ -389,6 +405,7 @@ async fn client_loop(
             return;
         }
         let t = now_ns();
+        shared.sent_total.set(shared.sent_total.get() + 1);
         if t >= shared.window_start.get() && t < shared.window_end.get() {
             shared.sent_in_window.set(shared.sent_in_window.get() + 1);
         }
@@ -432,6 +449,11 @@ async fn client_loop(
                             newest = newest.max(id);
                         }
                     }
+                    if sender == me && editor.is_some() {
+                        if let Some(id) = wire::message_id(&frame) {
+                            mine = mine.max(id);
+                        }
+                    }
                 }
                 // Write once per batch of frames that arrived together.
                 if !conn.has_buffered_frame() && conn.flush().await.is_err() {
@@ -452,6 +474,15 @@ async fn client_loop(
                     reacted = newest;
                     wire::reaction_into(&mut extra, newest);
                     if !send_extra(&mut conn, &extra, &shared.reactions).await {
+                        return;
+                    }
+                }
+            }
+            _ = async { editor.as_mut().expect("guarded").tick().await }, if editor.is_some() => {
+                if mine > edited && shared.sending.get() {
+                    edited = mine;
+                    wire::edit_into(&mut extra, mine);
+                    if !send_extra(&mut conn, &extra, &shared.edits).await {
                         return;
                     }
                 }

@@ -280,6 +280,15 @@ pub fn reaction_into(out: &mut Vec<u8>, id: u64) {
     out.extend_from_slice(",\"emoji\":\"👍\",\"action\":\"add\"}]".as_bytes());
 }
 
+/// An `edit-message` frame for message `id` (the sender's own), written into `out` (cleared
+/// first).
+pub fn edit_into(out: &mut Vec<u8>, id: u64) {
+    out.clear();
+    out.extend_from_slice(br#"42["edit-message",{"message_id":"#);
+    decimal(out, id);
+    out.extend_from_slice(br#","message":"edited by the load tool"}]"#);
+}
+
 /// `message_text_into` as a new string.
 pub fn message_text(nanos: u64, sender: u32) -> String {
     let mut out = Vec::new();

@@ -12,6 +12,7 @@
 //! at-most-once: what is published while Redis is away is lost (see docs/CLUSTER.md).
 
 pub mod counts;
+pub mod lag;
 mod requests;
 pub mod wire;
 
@@ -45,6 +46,8 @@ pub struct ClusterConfig {
     pub publish_wait: Duration,
     /// Broadcasts from other nodes waiting for delivery here (dropped and counted beyond it).
     pub receive_queue: usize,
+    /// While some node's subscriber is further behind than this, senders wait (0: never).
+    pub max_lag: Duration,
 }
 
 /// Why cluster mode could not start.
@@ -166,6 +169,7 @@ pub struct Cluster {
     epoch: std::time::Instant,
     pub stats: ClusterStats,
     pub counts: counts::Counts,
+    pub lag: lag::Lag,
     namespace: OnceLock<Arc<NamespaceEntry>>,
 }
 
@@ -181,6 +185,7 @@ impl Cluster {
         let (outgoing, incoming) = mpsc::channel(config.publish_queue.max(1));
         Ok(Arc::new(Cluster {
             counts: counts::Counts::new(&config, &uid),
+            lag: lag::Lag::new(config.max_lag),
             uid,
             config,
             client,
@@ -299,25 +304,62 @@ impl Cluster {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    /// When the publish queue is full while Redis is up and answering: a wait (at most
-    /// `--cluster-publish-wait-ms`) until it has room. A sender awaits it before its message, so
-    /// overload slows senders instead of dropping their broadcasts for the other nodes. `None`
-    /// when there is room, or when Redis is away or stalled: then nobody waits (the local chat
-    /// goes on; pub/sub is at-most-once, and the drop is counted by reason).
+    /// Flow control, while Redis is up and answering: when this node's publish queue is full, or
+    /// some node's subscriber lags further behind than `--cluster-max-lag-ms` (`lag.rs`), a wait
+    /// (at most `--cluster-publish-wait-ms`) until that is over. A sender awaits it before its
+    /// message, so overload slows senders instead of their broadcasts being dropped, or arriving
+    /// seconds late, on the other nodes. `None` when there is no reason to wait, or when Redis is
+    /// away or stalled: then nobody waits (the local chat goes on; pub/sub is at-most-once, and a
+    /// drop is counted by reason).
     pub fn wait_for_room(
         self: &Arc<Self>,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-        if self.outgoing.capacity() > 0 || !self.link_up() || self.stalled() {
+        let full = self.outgoing.capacity() == 0;
+        if !(full || self.lag.lagging()) || !self.link_up() || self.stalled() {
             return None;
         }
         let cluster = self.clone();
         Some(Box::pin(async move {
-            let queue = cluster.outgoing.clone();
             cluster.stats.waiting.fetch_add(1, Ordering::Relaxed);
-            // The place is given back at once: the broadcast itself takes one a moment later.
-            let _ = tokio::time::timeout(cluster.config.publish_wait, queue.reserve_owned()).await;
+            let room = async {
+                if full {
+                    // The place is given back at once: the broadcast takes one a moment later.
+                    let _ = cluster.outgoing.clone().reserve_owned().await;
+                }
+                cluster.lag.caught_up().await;
+            };
+            let _ = tokio::time::timeout(cluster.config.publish_wait, room).await;
             cluster.stats.waiting.fetch_sub(1, Ordering::Relaxed);
         }))
+    }
+
+    /// The probe's round trip (see `lag.rs`): publishes this node's probe, writes its lag and
+    /// reads everyone's.
+    async fn probe(&self, conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<()> {
+        let key = format!("{}-lag", self.config.prefix);
+        let now = lag::wall_ms();
+        let (entries,): (std::collections::HashMap<String, String>,) = redis::pipe()
+            .publish(self.probe_channel(), now.to_string())
+            .ignore()
+            .hset(&key, &self.uid, self.lag.entry(now))
+            .ignore()
+            .hgetall(&key)
+            .query_async(conn)
+            .await?;
+        let gone = self.lag.update(now, &entries);
+        if !gone.is_empty() {
+            redis::cmd("HDEL")
+                .arg(&key)
+                .arg(&gone)
+                .query_async::<()>(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The channel only this node subscribes to, for its lag probes.
+    fn probe_channel(&self) -> String {
+        format!("{}-probe#{}", self.config.prefix, self.uid)
     }
 
     async fn publisher(self: Arc<Self>, mut queue: mpsc::Receiver<Publish>) {
@@ -325,6 +367,8 @@ impl Cluster {
         let mut backoff = Duration::from_millis(100);
         // An idle connection learns that Redis went away only when used: ping it on the beat.
         let mut ping = tokio::time::interval(self.config.liveness / 3);
+        let mut probe = tokio::time::interval(lag::PROBE_EVERY);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut conn = match self.client.get_multiplexed_async_connection().await {
                 Ok(c) => {
@@ -369,6 +413,14 @@ impl Cluster {
                         () = self.counts.reconnect.notified() => {
                             self.publishing.store(false, Ordering::Release);
                             break;
+                        }
+                        _ = probe.tick(), if !self.config.max_lag.is_zero() => {
+                            if let Err(e) = self.probe(&mut conn).await {
+                                self.publishing.store(false, Ordering::Release);
+                                tracing::warn!(error = %e, "cluster: lag probe failed; reconnecting");
+                                break;
+                            }
+                            continue;
                         }
                         _ = ping.tick() => {
                             if redis::cmd("PING").query_async::<()>(&mut conn).await.is_err() {
@@ -415,6 +467,7 @@ impl Cluster {
         tokio::spawn(self.clone().deliverer(namespace.clone(), queued));
         let pattern = format!("{}#{}#*", self.config.prefix, nsp);
         let requests = format!("{}-request#{}#", self.config.prefix, nsp);
+        let probes = self.probe_channel();
         let mut backoff = Duration::from_millis(100);
         loop {
             let pubsub = async {
@@ -423,6 +476,7 @@ impl Cluster {
                 // One subscription of the request channel per node: Node peers count its
                 // subscribers to know how many answers to wait for.
                 pubsub.subscribe(&requests).await?;
+                pubsub.subscribe(&probes).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
             let mut pubsub = match pubsub.await {
@@ -442,7 +496,9 @@ impl Cluster {
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 let channel = msg.get_channel_name();
-                if channel == requests {
+                if channel == probes {
+                    self.lag.probe_received(msg.get_payload_bytes());
+                } else if channel == requests {
                     requests::handle(&self, &namespace, msg.get_payload_bytes());
                 } else if self.wanted(&namespace, &nsp, channel) {
                     // Handed to the delivery task through a bounded queue: this loop only

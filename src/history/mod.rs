@@ -148,7 +148,7 @@ pub struct History {
     /// Whether the store's tables are known to be current (always, but for PostgreSQL before the
     /// start-up check of `app::prepare_schema`). Joins wait for it, so no join meets a missing
     /// table.
-    schema_ready: AtomicBool,
+    schema_ready: Arc<AtomicBool>,
 }
 
 const STRIPES: usize = 64;
@@ -168,7 +168,12 @@ async fn within<T>(
 }
 
 impl History {
-    fn with_store(config: HistoryConfig, ids: Arc<Ids>, store: Store) -> History {
+    fn with_store(
+        config: HistoryConfig,
+        ids: Arc<Ids>,
+        store: Store,
+        schema_ready: Arc<AtomicBool>,
+    ) -> History {
         History {
             ids,
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
@@ -176,7 +181,7 @@ impl History {
                 .map(|_| tokio::sync::Mutex::default())
                 .collect(),
             reads: reads::Reads::new(config.read_flush),
-            schema_ready: AtomicBool::new(!matches!(store, Store::Postgres(_))),
+            schema_ready,
             store,
             config,
         }
@@ -185,14 +190,14 @@ impl History {
     /// No history: messages get ids and are not kept.
     pub fn off(config: HistoryConfig) -> History {
         let ids = Arc::new(Ids::new(config.node_id));
-        History::with_store(config, ids, Store::Off)
+        History::with_store(config, ids, Store::Off, Arc::new(AtomicBool::new(true)))
     }
 
     /// History in memory, at most `memory_per_chat` messages per chat (the demo directory).
     pub fn memory(config: HistoryConfig) -> History {
         let ids = Arc::new(Ids::new(config.node_id));
         let store = Store::Memory(MemoryStore::new(config.memory_per_chat));
-        History::with_store(config, ids, store)
+        History::with_store(config, ids, store, Arc::new(AtomicBool::new(true)))
     }
 
     /// History in PostgreSQL: pages read through `read_pool`, messages written by a thread started
@@ -203,8 +208,21 @@ impl History {
         write_pool: deadpool_postgres::Pool,
     ) -> std::io::Result<History> {
         let ids = Arc::new(Ids::new(config.node_id));
-        let store = PostgresStore::start(read_pool, write_pool, &config, ids.clone())?;
-        Ok(History::with_store(config, ids, Store::Postgres(store)))
+        // Not ready until `app::prepare_schema` has checked or migrated the tables.
+        let schema_ready = Arc::new(AtomicBool::new(false));
+        let store = PostgresStore::start(
+            read_pool,
+            write_pool,
+            &config,
+            ids.clone(),
+            schema_ready.clone(),
+        )?;
+        Ok(History::with_store(
+            config,
+            ids,
+            Store::Postgres(store),
+            schema_ready,
+        ))
     }
 
     pub fn config(&self) -> &HistoryConfig {

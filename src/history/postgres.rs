@@ -105,6 +105,7 @@ impl PostgresStore {
         write_pool: Pool,
         config: &HistoryConfig,
         ids: Arc<Ids>,
+        schema_ready: Arc<AtomicBool>,
     ) -> std::io::Result<PostgresStore> {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let shared = Arc::new(Shared::default());
@@ -117,6 +118,7 @@ impl PostgresStore {
             linger: config.linger,
             timeout: config.query_timeout,
             ids,
+            schema_ready,
         };
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -347,6 +349,8 @@ struct Writer {
     linger: Duration,
     timeout: Duration,
     ids: Arc<Ids>,
+    /// Set once chatgate's tables are known to be current (shared with `History`).
+    schema_ready: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -409,6 +413,12 @@ impl Writer {
     async fn observe_stored_ids(&self) {
         let mut backoff = Duration::from_millis(100);
         loop {
+            // Before the start-up schema step (`app::prepare_schema`) the table may not exist
+            // yet; no message can be sent before it either (joins wait for it).
+            if !self.schema_ready.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             let max = async {
                 let client = self.pool.get().await.map_err(|e| e.to_string())?;
                 client

@@ -19,7 +19,7 @@ use chatgate::codec::engine::{Frame, Packet as EnginePacket};
 use chatgate::codec::ByteStr;
 use chatgate::engine::{CloseReason, Dispatch, Engine, EngineConfig, Handler, Session};
 use chatgate::http::OriginPolicy;
-use chatgate::server::{self, Router, ServerConfig};
+use chatgate::server::{self, Router};
 use chatgate::socketio::{IncomingEvent, Namespace, Socket, SocketIo, SocketIoConfig};
 
 /// Engine.IO echo: text stays text, binary stays binary.
@@ -102,7 +102,7 @@ fn engine_config(path: &str) -> EngineConfig {
         ping_timeout: Duration::from_millis(200),
         max_payload: 1_000_000,
         origins: OriginPolicy::any(),
-        ..EngineConfig::default()
+        ..chatgate::app::engine_config(&chatgate::config::ServeArgs::defaults())
     }
 }
 
@@ -153,7 +153,7 @@ async fn main() {
     server::serve(
         listener,
         router,
-        ServerConfig::default(),
+        chatgate::app::server_config(&chatgate::config::ServeArgs::defaults()),
         std::future::pending(),
     )
     .await;

@@ -107,17 +107,7 @@ pub fn directory(args: &ServeArgs) -> Result<Arc<dyn Directory>, StartError> {
 /// history reads and writes never take the connections joins need), in memory with the demo
 /// directory, or none.
 pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
-    let config = HistoryConfig {
-        page: args.history_page.max(1),
-        max_page: args.history_max_page.max(1),
-        memory_per_chat: args.history_memory_per_chat,
-        queue: args.history_queue,
-        batch: args.history_batch,
-        linger: Duration::from_millis(args.history_linger_ms),
-        query_timeout: Duration::from_millis(args.db_query_timeout_ms),
-        node_id: args.node_id,
-        read_flush: Duration::from_millis(args.read_flush_ms),
-    };
+    let config = history_config(args);
     Ok(Arc::new(match (args.history, &args.database_url) {
         (Switch::Off, _) => History::off(config),
         (Switch::On, None) => History::memory(config),
@@ -129,6 +119,20 @@ pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
             History::postgres(config, pool(4)?, pool(1)?).map_err(StartError::History)?
         }
     }))
+}
+
+pub fn history_config(args: &ServeArgs) -> HistoryConfig {
+    HistoryConfig {
+        page: args.history_page,
+        max_page: args.history_max_page,
+        memory_per_chat: args.history_memory_per_chat,
+        queue: args.history_queue,
+        batch: args.history_batch,
+        linger: Duration::from_millis(args.history_linger_ms),
+        query_timeout: Duration::from_millis(args.db_query_timeout_ms),
+        node_id: args.node_id,
+        read_flush: Duration::from_millis(args.read_flush_ms),
+    }
 }
 
 pub fn engine_config(args: &ServeArgs) -> EngineConfig {
@@ -153,7 +157,18 @@ pub fn engine_config(args: &ServeArgs) -> EngineConfig {
             per_second: args.handshake_rate,
             burst: args.handshake_burst,
         },
-        ..EngineConfig::default()
+        // Not flags: the reference server's upgrade timeout, and a read buffer that keeps idle
+        // connections small (it grows for a large frame).
+        upgrade_timeout: Duration::from_secs(10),
+        websocket_read_buffer: 512,
+        allow_polling: true,
+        allow_websocket: true,
+    }
+}
+
+pub fn server_config(args: &ServeArgs) -> ServerConfig {
+    ServerConfig {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
     }
 }
 
@@ -201,7 +216,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
             Cluster::new(ClusterConfig {
                 url: url.clone(),
                 prefix: args.cluster_prefix.clone(),
-                liveness: Duration::from_millis(args.cluster_liveness_ms.max(300)),
+                liveness: Duration::from_millis(args.cluster_liveness_ms),
                 linger: Duration::from_millis(args.cluster_linger_ms),
                 publish_queue: args.cluster_publish_queue as usize,
                 publish_wait: Duration::from_millis(args.cluster_publish_wait_ms),
@@ -291,9 +306,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         );
         tracing::info!("clients connect with io('http://{host}')");
     }
-    let server_config = ServerConfig {
-        header_timeout: Duration::from_millis(args.header_timeout_ms),
-    };
+    let server_config = server_config(&args);
     if let Some(admin_listener) = admin_listener {
         let router = gateway.admin_router.clone();
         let config = server_config.clone();

@@ -90,7 +90,7 @@ pub struct ServeArgs {
     pub ping_timeout_ms: u64,
 
     /// Largest message or polling body accepted, in bytes.
-    #[arg(long, env = "CHATGATE_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    #[arg(long, env = "CHATGATE_MAX_PAYLOAD", default_value_t = 1_000_000, value_parser = at_least_one)]
     pub max_payload: usize,
 
     /// Longest chat message, in characters.
@@ -133,7 +133,7 @@ pub struct ServeArgs {
 
     /// Frames a client's outbound queue holds; beyond it, frames for that client are dropped until
     /// it catches up or the slow-consumer timeout disconnects it.
-    #[arg(long, env = "CHATGATE_OUTBOX_CAPACITY", default_value_t = 1024)]
+    #[arg(long, env = "CHATGATE_OUTBOX_CAPACITY", default_value_t = 1024, value_parser = at_least_one)]
     pub outbox_capacity: usize,
 
     /// Milliseconds a client's outbound queue may stay full, or a write to it stay blocked, before
@@ -151,7 +151,7 @@ pub struct ServeArgs {
     pub header_timeout_ms: u64,
 
     /// Largest number of pooled database connections.
-    #[arg(long, env = "CHATGATE_DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "CHATGATE_DB_POOL_SIZE", default_value_t = 16, value_parser = at_least_one)]
     pub db_pool_size: usize,
 
     /// Milliseconds to wait for a database connection.
@@ -201,24 +201,24 @@ pub struct ServeArgs {
     pub history: Switch,
 
     /// Messages in the `chat-history` sent after a join, and the default `load-history` limit.
-    #[arg(long, env = "CHATGATE_HISTORY_PAGE", default_value_t = 50)]
+    #[arg(long, env = "CHATGATE_HISTORY_PAGE", default_value_t = 50, value_parser = at_least_one)]
     pub history_page: usize,
 
     /// Largest `limit` a `load-history` is answered with (larger ones are capped).
-    #[arg(long, env = "CHATGATE_HISTORY_MAX_PAGE", default_value_t = 200)]
+    #[arg(long, env = "CHATGATE_HISTORY_MAX_PAGE", default_value_t = 200, value_parser = at_least_one)]
     pub history_max_page: usize,
 
     /// Messages per chat the in-memory history (demo directory) keeps.
-    #[arg(long, env = "CHATGATE_HISTORY_MEMORY_PER_CHAT", default_value_t = 1000)]
+    #[arg(long, env = "CHATGATE_HISTORY_MEMORY_PER_CHAT", default_value_t = 1000, value_parser = at_least_one)]
     pub history_memory_per_chat: usize,
 
     /// Messages waiting to be written to PostgreSQL; when it is full (a long database outage), new
     /// messages are still delivered but not stored.
-    #[arg(long, env = "CHATGATE_HISTORY_QUEUE", default_value_t = 65_536)]
+    #[arg(long, env = "CHATGATE_HISTORY_QUEUE", default_value_t = 65_536, value_parser = at_least_one)]
     pub history_queue: usize,
 
     /// Most messages written with one INSERT (group commit).
-    #[arg(long, env = "CHATGATE_HISTORY_BATCH", default_value_t = 1024)]
+    #[arg(long, env = "CHATGATE_HISTORY_BATCH", default_value_t = 1024, value_parser = at_least_one)]
     pub history_batch: usize,
 
     /// Milliseconds the history writer lets a batch gather more messages before writing it (one
@@ -266,7 +266,8 @@ pub struct ServeArgs {
     pub cluster_prefix: String,
 
     /// Milliseconds after which a silent node counts as dead and its members leave the counts.
-    #[arg(long, env = "CHATGATE_CLUSTER_LIVENESS_MS", default_value_t = 10_000)]
+    #[arg(long, env = "CHATGATE_CLUSTER_LIVENESS_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(300..))]
     pub cluster_liveness_ms: u64,
 
     /// Milliseconds the cluster publisher lets broadcasts gather into one write to Redis (less CPU
@@ -323,4 +324,53 @@ pub enum Switch {
 pub struct MigrateArgs {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
+}
+
+/// A count that must be at least 1 (a queue, a page, a pool): refused at start with clap's error,
+/// instead of being quietly raised somewhere inside.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl ServeArgs {
+    /// Every flag at its default: what `chatgate` with no arguments runs with. The one place the
+    /// defaults are written is the `#[arg]` attributes above; tests and examples that assemble
+    /// parts of the gateway start from this.
+    pub fn defaults() -> ServeArgs {
+        Cli::parse_from(["chatgate"]).serve
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_below_one_are_refused_with_a_message() {
+        for flag in ["--history-page", "--history-queue", "--outbox-capacity"] {
+            let err = Cli::try_parse_from(["chatgate", flag, "0"]).expect_err(flag);
+            assert!(err.to_string().contains("must be at least 1"), "{err}");
+        }
+        let err = Cli::try_parse_from(["chatgate", "--cluster-liveness-ms", "100"]).expect_err("");
+        assert!(err.to_string().contains("300"), "{err}");
+    }
+
+    #[test]
+    fn the_gateway_uses_the_flags_defaults_and_nothing_else() {
+        let args = ServeArgs::defaults();
+        let history = crate::app::history_config(&args);
+        assert_eq!(history.query_timeout.as_millis(), 3000);
+        assert_eq!(history.page, 50);
+        let engine = crate::app::engine_config(&args);
+        assert_eq!(engine.ping_interval.as_millis(), 25_000);
+        assert_eq!(engine.max_payload, 1_000_000);
+        assert_eq!(
+            crate::app::server_config(&args).header_timeout.as_secs(),
+            10
+        );
+    }
 }

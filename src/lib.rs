@@ -22,6 +22,11 @@
 //! each member's outbox (`engine/outbox.rs`) ->
 //! each member's WebSocket task drains its outbox and writes the batch with one call.
 
+#![forbid(unsafe_code)]
+// A std or parking_lot guard held across an await blocks every task of the runtime thread waiting
+// for it; per-chat ordering uses tokio locks or queues instead.
+#![deny(clippy::await_holding_lock, clippy::await_holding_refcell_ref)]
+
 pub use chatgate_codec as codec;
 
 pub mod admin;

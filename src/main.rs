@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 use clap::Parser;
 
 use chatgate::config::{Cli, Command, LogFormat, ServeArgs};

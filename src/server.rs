@@ -73,14 +73,6 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            header_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Accepts connections on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,

@@ -31,7 +31,7 @@ async fn server(reasons: mpsc::UnboundedSender<&'static str>) -> support::TestSe
         ping_interval: Duration::from_millis(100),
         // Generous: a loaded CI machine may take a while to answer; the interval drives the test.
         ping_timeout: Duration::from_millis(1000),
-        ..EngineConfig::default()
+        ..chatgate::app::engine_config(&chatgate::config::ServeArgs::defaults())
     };
     let socketio =
         SocketIo::new(SocketIoConfig::default()).namespace("/", Arc::new(Recorder(reasons)));

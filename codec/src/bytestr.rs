@@ -45,15 +45,6 @@ impl ByteStr {
         }
     }
 
-    /// Wraps bytes already known to be UTF-8 (a WebSocket library's checked text message, say)
-    /// without checking them again.
-    ///
-    /// # Safety
-    /// `bytes` must be valid UTF-8.
-    pub unsafe fn from_utf8_unchecked(bytes: Bytes) -> Self {
-        ByteStr(bytes)
-    }
-
     /// `self[range]` sharing the buffer; the range must fall on char boundaries.
     pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> ByteStr {
         let _ = &self.as_str()[range.clone()]; // panics on a non-boundary: a bug in this crate

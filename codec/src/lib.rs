@@ -13,6 +13,9 @@
 //! - [`socket`]: Socket.IO packets, binary attachment reassembly ([`socket::Decoder`]) and the
 //!   encode-once [`socket::EventWriter`] that broadcasts use.
 
+// One `unsafe` block in the crate (`ByteStr::as_str`), with the invariant that makes it sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod base64;
 pub mod bytestr;
 pub mod engine;

@@ -12,6 +12,8 @@
 //! Rooms map to events `base + i`, with tutor `2*(base+i) - 1` and tutee `2*(base+i)`; the compare
 //! script seeds the database that way. Each run prints a summary and one JSON line (`RESULT {...}`).
 
+#![forbid(unsafe_code)]
+
 mod stats;
 mod wire;
 

@@ -41,49 +41,23 @@ use crate::socketio::{text_frame, DisconnectReason, IncomingEvent, Namespace, Re
 pub use errors::ChatError;
 use state::{Budget, ChatSocket, Membership};
 
-/// Chat settings.
+/// Chat settings (their defaults: the flags in `config.rs`).
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
-    /// Longest accepted message, in characters (Unicode scalar values). Default 5000.
+    /// Longest accepted message, in characters (Unicode scalar values).
     pub max_message_chars: usize,
-    /// `send-message` per socket. Default 10/s, bursts of 20.
+    /// `send-message` per socket.
     pub message_rate: crate::rate::RateLimit,
-    /// `typing` per socket. Default 5/s, bursts of 10.
+    /// `typing` per socket.
     pub typing_rate: crate::rate::RateLimit,
-    /// `mark-read` per socket. Default 20/s, bursts of 40: a client marks as it scrolls.
+    /// `mark-read` per socket (a client marks as it scrolls, so more than messages).
     pub read_rate: crate::rate::RateLimit,
-    /// `react-message` per socket. Default 10/s, bursts of 20, like `send-message`.
+    /// `react-message` per socket.
     pub reaction_rate: crate::rate::RateLimit,
-    /// How long after sending its author may edit a message. Default 15 minutes.
+    /// How long after sending its author may edit a message.
     pub edit_window: std::time::Duration,
-    /// Keep old texts in `chatgate_message_audit`. Default off.
+    /// Keep old texts in `chatgate_message_audit`.
     pub edit_audit: bool,
-}
-
-impl Default for ChatConfig {
-    fn default() -> Self {
-        ChatConfig {
-            max_message_chars: 5000,
-            message_rate: crate::rate::RateLimit {
-                per_second: 10.0,
-                burst: 20.0,
-            },
-            typing_rate: crate::rate::RateLimit {
-                per_second: 5.0,
-                burst: 10.0,
-            },
-            read_rate: crate::rate::RateLimit {
-                per_second: 20.0,
-                burst: 40.0,
-            },
-            reaction_rate: crate::rate::RateLimit {
-                per_second: 10.0,
-                burst: 20.0,
-            },
-            edit_window: std::time::Duration::from_secs(15 * 60),
-            edit_audit: false,
-        }
-    }
 }
 
 pub struct Chat {

@@ -182,7 +182,7 @@ impl Cluster {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| ClusterError(format!("invalid Redis URL: {e}")))?;
         let uid = node_uid();
-        let (outgoing, incoming) = mpsc::channel(config.publish_queue.max(1));
+        let (outgoing, incoming) = mpsc::channel(config.publish_queue);
         Ok(Arc::new(Cluster {
             counts: counts::Counts::new(&config, &uid),
             lag: lag::Lag::new(config.max_lag),
@@ -463,7 +463,7 @@ impl Cluster {
             return;
         };
         let nsp = namespace.name.to_string();
-        let (deliveries, queued) = mpsc::channel(self.config.receive_queue.max(1));
+        let (deliveries, queued) = mpsc::channel(self.config.receive_queue);
         tokio::spawn(self.clone().deliverer(namespace.clone(), queued));
         let pattern = format!("{}#{}#*", self.config.prefix, nsp);
         let requests = format!("{}-request#{}#", self.config.prefix, nsp);

@@ -68,7 +68,7 @@ pub trait Handler: Send + Sync + 'static {
     fn close(&self, conn: &Arc<Self::Conn>, reason: CloseReason);
 }
 
-/// The settings of one Engine.IO endpoint.
+/// The settings of one Engine.IO endpoint (the gateway's come from its flags: `app::engine_config`).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// The path prefix served, with slashes on both ends (default `/socket.io/`).
@@ -97,30 +97,6 @@ pub struct EngineConfig {
     pub max_polling_sessions: usize,
     /// New sessions per client address: `per_second` on average, `burst` at once; beyond it, 429.
     pub handshake_rate: RateLimit,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            path: "/socket.io/".to_owned(),
-            ping_interval: Duration::from_millis(25_000),
-            ping_timeout: Duration::from_millis(20_000),
-            max_payload: 1_000_000,
-            upgrade_timeout: Duration::from_secs(10),
-            outbox_capacity: 1024,
-            slow_consumer_timeout: Duration::from_secs(10),
-            websocket_read_buffer: 512,
-            allow_polling: true,
-            allow_websocket: true,
-            origins: OriginPolicy::default(),
-            max_sessions: 100_000,
-            max_polling_sessions: 10_000,
-            handshake_rate: RateLimit {
-                per_second: 100.0,
-                burst: 1000.0,
-            },
-        }
-    }
 }
 
 /// A live session and its application state.

@@ -38,11 +38,11 @@ pub use postgres::{Place, Slot};
 /// History settings.
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
-    /// Messages sent after `chat-joined`, and the default `limit` of `load-history`. Default 50.
+    /// Messages sent after `chat-joined`, and the default `limit` of `load-history`.
     pub page: usize,
-    /// The largest `limit` a `load-history` gets (larger ones are capped). Default 200.
+    /// The largest `limit` a `load-history` gets (larger ones are capped).
     pub max_page: usize,
-    /// Messages kept per chat by the in-memory store. Default 1000.
+    /// Messages kept per chat by the in-memory store.
     pub memory_per_chat: usize,
     /// Messages waiting for the PostgreSQL writer; beyond it, messages are delivered but not stored.
     pub queue: usize,
@@ -56,22 +56,6 @@ pub struct HistoryConfig {
     pub node_id: u8,
     /// How long `mark-read`s gather before they are applied together.
     pub read_flush: Duration,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        HistoryConfig {
-            page: 50,
-            max_page: 200,
-            memory_per_chat: 1000,
-            queue: 65_536,
-            batch: 1024,
-            linger: Duration::from_millis(5),
-            query_timeout: Duration::from_secs(2),
-            node_id: 0,
-            read_flush: Duration::from_millis(200),
-        }
-    }
 }
 
 /// One chat message as stored; every field of a `receive-message` payload.

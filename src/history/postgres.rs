@@ -107,14 +107,14 @@ impl PostgresStore {
         ids: Arc<Ids>,
         schema_ready: Arc<AtomicBool>,
     ) -> std::io::Result<PostgresStore> {
-        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let (queue, rx) = mpsc::channel(config.queue);
         let shared = Arc::new(Shared::default());
         shared.healthy.store(true, Ordering::Release);
         let writer = Writer {
             pool: write_pool,
             rx,
             shared: shared.clone(),
-            batch: config.batch.max(1),
+            batch: config.batch,
             linger: config.linger,
             timeout: config.query_timeout,
             ids,

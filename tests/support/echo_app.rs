@@ -116,7 +116,7 @@ pub fn engine_config() -> EngineConfig {
         ping_timeout: Duration::from_millis(1000),
         max_payload: 10_000,
         origins: OriginPolicy::new(["http://allowed.example".to_owned()]),
-        ..EngineConfig::default()
+        ..chatgate::app::engine_config(&chatgate::config::ServeArgs::defaults())
     }
 }
 

@@ -38,7 +38,11 @@ impl Drop for TestServer {
 }
 
 pub async fn start(router: Router) -> TestServer {
-    start_with(router, ServerConfig::default()).await
+    start_with(
+        router,
+        chatgate::app::server_config(&chatgate::config::ServeArgs::defaults()),
+    )
+    .await
 }
 
 pub async fn start_with(router: Router, config: ServerConfig) -> TestServer {

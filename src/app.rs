@@ -179,9 +179,25 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     let shutting_down = Arc::new(AtomicBool::new(false));
     let directory_for_admin = directory.clone();
     let history = history(args)?;
+    let cluster = match &args.cluster {
+        None => None,
+        Some(url) => Some(
+            Cluster::new(ClusterConfig {
+                url: url.clone(),
+                prefix: args.cluster_prefix.clone(),
+                liveness: Duration::from_millis(args.cluster_liveness_ms),
+                linger: Duration::from_millis(args.cluster_linger_ms),
+                publish_wait: Duration::from_millis(args.cluster_publish_wait_ms),
+                receive_queue: args.cluster_receive_queue as usize,
+                max_lag: Duration::from_millis(args.cluster_max_lag_ms),
+            })
+            .map_err(StartError::Cluster)?,
+        ),
+    };
     let chat = Chat::new(
         directory,
         history.clone(),
+        cluster.clone(),
         auth,
         ChatConfig {
             max_message_chars: args.max_message_chars,
@@ -210,27 +226,15 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         max_payload: args.max_payload,
         ..chatgate_codec::Limits::DEFAULT
     };
-    let cluster = match &args.cluster {
-        None => None,
-        Some(url) => Some(
-            Cluster::new(ClusterConfig {
-                url: url.clone(),
-                prefix: args.cluster_prefix.clone(),
-                liveness: Duration::from_millis(args.cluster_liveness_ms),
-                linger: Duration::from_millis(args.cluster_linger_ms),
-                publish_queue: args.cluster_publish_queue as usize,
-                publish_wait: Duration::from_millis(args.cluster_publish_wait_ms),
-                receive_queue: args.cluster_receive_queue as usize,
-                max_lag: Duration::from_millis(args.cluster_max_lag_ms),
-            })
-            .map_err(StartError::Cluster)?,
-        ),
-    };
     let socketio = SocketIo::new(SocketIoConfig {
         limits,
         ..SocketIoConfig::default()
     })
-    .with_cluster(cluster.clone())
+    .with_relay(
+        cluster
+            .is_some()
+            .then_some(args.cluster_publish_queue as usize),
+    )
     .namespace("/", chat);
     if let (Some(cluster), Some(nsp)) = (&cluster, socketio.get("/")) {
         cluster.start(nsp.clone());

@@ -10,6 +10,7 @@ use super::payload::{self, Fields};
 use super::state::{room_name, Membership};
 use super::{broadcast, chat_state, leave, member_count, refuse, reply, Chat, ChatError, Encoded};
 use crate::auth::AuthMode;
+use crate::cluster::Cluster;
 use crate::directory::{Role, Seat};
 use crate::engine::Dispatch;
 use crate::history::{Cursor, History};
@@ -68,6 +69,7 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
     };
     let directory = chat.directory.clone();
     let history = chat.history.clone();
+    let cluster = chat.cluster.clone();
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
         if !history.schema_ready() {
@@ -85,7 +87,7 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
         match seat {
             Ok(Seat::Granted { name }) => {
                 if let Some(entered) = enter(&history, &socket, &request, name) {
-                    announce(&socket, &request, &entered, ack).await;
+                    announce(cluster.as_deref(), &socket, &request, &entered, ack).await;
                     let page = history.config().page;
                     super::history::send_page(
                         &history,
@@ -174,12 +176,18 @@ fn enter(
 
 /// Tells the joiner (`chat-joined`) and the room (`user-joined-chat`), with member counts that are
 /// cluster-wide in cluster mode.
-async fn announce(socket: &Arc<Socket>, request: &Request, entered: &Entered, ack: Option<u64>) {
+async fn announce(
+    cluster: Option<&Cluster>,
+    socket: &Arc<Socket>,
+    request: &Request,
+    entered: &Entered,
+    ack: Option<u64>,
+) {
     if let Some((remaining, old)) = &entered.left {
-        leave::announce_left(socket, old, *remaining).await;
+        leave::announce_left(cluster, socket, old, *remaining).await;
     }
     let delta = if entered.again { 0 } else { 1 };
-    let count = member_count(socket, &entered.room, delta, entered.count).await;
+    let count = member_count(cluster, socket, &entered.room, delta, entered.count).await;
     let joined = ChatJoined {
         eventid: request.eventid,
         member_count: count,

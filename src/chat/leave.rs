@@ -9,6 +9,7 @@ use super::payload;
 use super::payload::Fields;
 use super::state::Membership;
 use super::{broadcast, chat_state, member_count, refuse, reply, Chat, ChatError, Encoded};
+use crate::cluster::Cluster;
 use crate::engine::Dispatch;
 use crate::socketio::Socket;
 
@@ -24,7 +25,7 @@ struct UserLeft {
     member_count: usize,
 }
 
-pub fn leave(_chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
+pub fn leave(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u64>) -> Dispatch {
     // The payload is optional (`Chat::event` refused one that is not an object).
     let state = chat_state(socket);
     let (old, remaining) = {
@@ -52,24 +53,29 @@ pub fn leave(_chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option
             eventid: old.eventid,
         }),
     );
-    announce_left_soon(socket, old, remaining);
+    announce_left_soon(chat, socket, old, remaining);
     Dispatch::Done
 }
 
 /// Tells the rest of `old`'s room that this socket left; in cluster mode once the cluster-wide
 /// count is known, from a task of its own.
-fn announce_left_soon(socket: &Arc<Socket>, old: Arc<Membership>, remaining: usize) {
-    if socket.cluster().is_none() {
+fn announce_left_soon(chat: &Chat, socket: &Arc<Socket>, old: Arc<Membership>, remaining: usize) {
+    let Some(cluster) = chat.cluster.clone() else {
         send_left(socket, &old, remaining);
         return;
-    }
+    };
     let socket = socket.clone();
-    tokio::spawn(async move { announce_left(&socket, &old, remaining).await });
+    tokio::spawn(async move { announce_left(Some(&cluster), &socket, &old, remaining).await });
 }
 
 /// Tells the rest of `old`'s room that this socket left (`remaining` members here).
-pub async fn announce_left(socket: &Arc<Socket>, old: &Membership, remaining: usize) {
-    let count = member_count(socket, &old.room, -1, remaining).await;
+pub async fn announce_left(
+    cluster: Option<&Cluster>,
+    socket: &Arc<Socket>,
+    old: &Membership,
+    remaining: usize,
+) {
+    let count = member_count(cluster, socket, &old.room, -1, remaining).await;
     send_left(socket, old, count);
 }
 
@@ -89,7 +95,7 @@ fn send_left(socket: &Socket, old: &Membership, count: usize) {
 }
 
 /// The socket is gone: leave its chat, if any, and make sure a join in flight does not bring it back.
-pub fn on_disconnect(socket: &Arc<Socket>) {
+pub fn on_disconnect(chat: &Chat, socket: &Arc<Socket>) {
     let state = chat_state(socket);
     let left = {
         let mut inner = state.lock();
@@ -100,6 +106,6 @@ pub fn on_disconnect(socket: &Arc<Socket>) {
             .map(|old| (socket.leave(&old.room), old))
     };
     if let Some((remaining, old)) = left {
-        announce_left_soon(socket, old, remaining);
+        announce_left_soon(chat, socket, old, remaining);
     }
 }

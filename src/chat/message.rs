@@ -114,7 +114,7 @@ fn try_send(
     // Flow control: when the cluster's publish queue is full while Redis is up, or the history
     // writer's queue is full while the database keeps up, the sender waits for room (its later
     // packets wait behind it) rather than having its message lost to the other nodes or to history.
-    let publish_room = socket.cluster().and_then(|c| c.wait_for_room());
+    let publish_room = chat.cluster.as_ref().and_then(|c| c.wait_for_room());
     if publish_room.is_none() {
         if let Slot::Now(place) = chat.history.reserve() {
             deliver(&chat.history, socket, &member, message, ack, place);

@@ -33,6 +33,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::auth::AuthMode;
+use crate::cluster::Cluster;
 use crate::directory::Directory;
 use crate::engine::Dispatch;
 use crate::history::annotations::ChangeError;
@@ -63,6 +64,8 @@ pub struct ChatConfig {
 pub struct Chat {
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) history: Arc<History>,
+    /// In cluster mode: member counts across nodes, and flow control for messages.
+    pub(crate) cluster: Option<Arc<Cluster>>,
     pub(crate) auth: AuthMode,
     pub(crate) config: ChatConfig,
 }
@@ -85,12 +88,14 @@ impl Chat {
     pub fn new(
         directory: Arc<dyn Directory>,
         history: Arc<History>,
+        cluster: Option<Arc<Cluster>>,
         auth: AuthMode,
         config: ChatConfig,
     ) -> Arc<Chat> {
         Arc::new(Chat {
             directory,
             history,
+            cluster,
             auth,
             config,
         })
@@ -152,8 +157,14 @@ pub(crate) fn broadcast(
 
 /// The member count of `room` after this node changed it by `delta` (`local` members here): across
 /// the cluster in cluster mode (one Redis round trip), else `local`.
-pub(crate) async fn member_count(socket: &Socket, room: &str, delta: i64, local: usize) -> usize {
-    match socket.cluster() {
+pub(crate) async fn member_count(
+    cluster: Option<&Cluster>,
+    socket: &Socket,
+    room: &str,
+    delta: i64,
+    local: usize,
+) -> usize {
+    match cluster {
         Some(cluster) => {
             cluster
                 .counts
@@ -298,6 +309,6 @@ impl Namespace for Chat {
     }
 
     fn disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
-        leave::on_disconnect(socket);
+        leave::on_disconnect(self, socket);
     }
 }

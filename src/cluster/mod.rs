@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::engine::Outgoing;
+use crate::socketio::relay::{DropObserver, Relay, Relayed};
 use crate::socketio::{packet_item, NamespaceEntry};
 
 /// Cluster settings.
@@ -40,8 +41,6 @@ pub struct ClusterConfig {
     pub liveness: Duration,
     /// How long the publisher lets broadcasts gather before it writes them (0: at once).
     pub linger: Duration,
-    /// Broadcasts waiting for the publisher (flow control beyond it).
-    pub publish_queue: usize,
     /// Longest a sender waits for room; a write to Redis hanging longer means Redis is stalled.
     pub publish_wait: Duration,
     /// Broadcasts from other nodes waiting for delivery here (dropped and counted beyond it).
@@ -159,8 +158,11 @@ pub struct Cluster {
     uid: String,
     config: ClusterConfig,
     client: redis::Client,
+    /// This node's own messages (answers to other nodes' requests); broadcasts come from the
+    /// namespace's relay (`socketio::relay`).
     outgoing: mpsc::Sender<Publish>,
     incoming: std::sync::Mutex<Option<mpsc::Receiver<Publish>>>,
+    relay: OnceLock<Arc<Relay>>,
     subscribed: AtomicBool,
     publishing: AtomicBool,
     /// When the write to Redis under way began (ms since `epoch`, 0: none under way): a write
@@ -176,13 +178,27 @@ pub struct Cluster {
 /// A channel and the message to publish on it.
 type Publish = (String, Vec<u8>);
 
+/// Answers to other nodes' requests waiting for the publisher (broadcasts wait in the relay).
+const ANSWER_QUEUE: usize = 4096;
+
+/// Counts a broadcast the relay had no room for, with the reason only the cluster knows.
+struct RelayDrops(std::sync::Weak<Cluster>);
+
+impl DropObserver for RelayDrops {
+    fn dropped(&self) {
+        if let Some(cluster) = self.0.upgrade() {
+            cluster.stats.dropped(cluster.drop_reason(), 1);
+        }
+    }
+}
+
 impl Cluster {
     /// Checks the URL; connects nothing yet ([`Cluster::start`] does, and keeps retrying).
     pub fn new(config: ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| ClusterError(format!("invalid Redis URL: {e}")))?;
         let uid = node_uid();
-        let (outgoing, incoming) = mpsc::channel(config.publish_queue);
+        let (outgoing, incoming) = mpsc::channel(ANSWER_QUEUE);
         Ok(Arc::new(Cluster {
             counts: counts::Counts::new(&config, &uid),
             lag: lag::Lag::new(config.max_lag),
@@ -191,6 +207,7 @@ impl Cluster {
             client,
             outgoing,
             incoming: std::sync::Mutex::new(Some(incoming)),
+            relay: OnceLock::new(),
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(false),
             writing_since: AtomicU64::new(0),
@@ -214,11 +231,19 @@ impl Cluster {
         self.subscribed.load(Ordering::Acquire) && self.publishing.load(Ordering::Acquire)
     }
 
-    /// Starts the publisher, the subscriber and the liveness beat for `namespace` (the chat's).
+    /// Starts the publisher, the subscriber and the liveness beat for `namespace` (the chat's),
+    /// whose relay (`SocketIo::with_relay`) carries its broadcasts.
     pub fn start(self: &Arc<Self>, namespace: Arc<NamespaceEntry>) {
+        let Some(relay) = namespace.relay.clone() else {
+            tracing::error!("cluster: the namespace has no relay; cluster mode is off");
+            return;
+        };
         if self.namespace.set(namespace).is_err() {
             return;
         }
+        relay.observe_drops(Box::new(RelayDrops(Arc::downgrade(self))));
+        let broadcasts = relay.take_receiver();
+        let _ = self.relay.set(relay);
         let incoming = self
             .incoming
             .lock()
@@ -236,8 +261,8 @@ impl Cluster {
                     .name("chatgate-cluster".into())
                     .spawn(move || {
                         runtime.block_on(async move {
-                            if let Some(incoming) = incoming {
-                                tokio::spawn(cluster.clone().publisher(incoming));
+                            if let (Some(incoming), Some(broadcasts)) = (incoming, broadcasts) {
+                                tokio::spawn(cluster.clone().publisher(incoming, broadcasts));
                             }
                             tokio::spawn(cluster.clone().subscriber());
                             cluster.counts_beat().await;
@@ -251,45 +276,46 @@ impl Cluster {
 
     // --- out --------------------------------------------------------------------------------------
 
-    /// Publishes a broadcast that was just delivered locally: `item` is the frame built for the
-    /// local members, `except` the socket that must not get it. Never waits.
-    pub fn publish(&self, nsp: &str, room: &str, item: &Outgoing, except: Option<&str>) {
-        let Some(data) = event_data(item) else {
-            return;
-        };
-        let rooms = [room.to_owned()];
-        let except: Vec<String> = except.map(str::to_owned).into_iter().collect();
-        let bytes = match wire::encode_broadcast(&self.uid, nsp, &data, &rooms, &except) {
-            Ok(b) => b,
+    /// The wire form of a broadcast taken from the relay: the frame built for the local
+    /// members, its event array read in place, written as the adapter's msgpack.
+    fn encode(&self, nsp: &str, relayed: &Relayed) -> Option<Publish> {
+        let data = event_data(&relayed.item)?;
+        let rooms = [relayed.room.to_string()];
+        let except: Vec<String> = relayed.except.iter().map(|e| e.to_string()).collect();
+        match wire::encode_broadcast(&self.uid, nsp, &data, &rooms, &except) {
+            Ok(bytes) => Some((
+                wire::broadcast_channel(&self.config.prefix, nsp, &rooms),
+                bytes,
+            )),
             Err(e) => {
                 tracing::debug!(error = %e, "cluster: broadcast not encodable");
-                return;
+                None
             }
-        };
-        self.enqueue(
-            wire::broadcast_channel(&self.config.prefix, nsp, &rooms),
-            bytes,
-        );
-    }
-
-    /// Hands a message to the publisher; counts it as dropped, with the reason, if the queue is
-    /// full.
-    fn enqueue(&self, channel: String, bytes: Vec<u8>) {
-        if self.outgoing.try_send((channel, bytes)).is_err() {
-            let reason = if !self.link_up() {
-                DropReason::RedisDown
-            } else if self.stalled() {
-                DropReason::RedisStalled
-            } else {
-                DropReason::PublishQueueFull
-            };
-            self.stats.dropped(reason, 1);
         }
     }
 
-    /// Broadcasts in the publish queue now.
+    /// Hands an answer to the publisher; counts it as dropped, with the reason, if the queue is
+    /// full.
+    fn enqueue(&self, channel: String, bytes: Vec<u8>) {
+        if self.outgoing.try_send((channel, bytes)).is_err() {
+            self.stats.dropped(self.drop_reason(), 1);
+        }
+    }
+
+    /// Why a full queue is full now.
+    fn drop_reason(&self) -> DropReason {
+        if !self.link_up() {
+            DropReason::RedisDown
+        } else if self.stalled() {
+            DropReason::RedisStalled
+        } else {
+            DropReason::PublishQueueFull
+        }
+    }
+
+    /// Broadcasts waiting for the publisher now.
     pub fn publish_queue_len(&self) -> usize {
-        self.outgoing.max_capacity() - self.outgoing.capacity()
+        self.relay.get().map_or(0, |r| r.len())
     }
 
     /// Whether the write to Redis under way has hung longer than `publish_wait`.
@@ -314,17 +340,18 @@ impl Cluster {
     pub fn wait_for_room(
         self: &Arc<Self>,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-        let full = self.outgoing.capacity() == 0;
+        let relay = self.relay.get()?;
+        let full = relay.is_full();
         if !(full || self.lag.lagging()) || !self.link_up() || self.stalled() {
             return None;
         }
         let cluster = self.clone();
+        let relay = relay.clone();
         Some(Box::pin(async move {
             cluster.stats.waiting.fetch_add(1, Ordering::Relaxed);
             let room = async {
                 if full {
-                    // The place is given back at once: the broadcast takes one a moment later.
-                    let _ = cluster.outgoing.clone().reserve_owned().await;
+                    relay.room().await;
                 }
                 cluster.lag.caught_up().await;
             };
@@ -362,8 +389,14 @@ impl Cluster {
         format!("{}-probe#{}", self.config.prefix, self.uid)
     }
 
-    async fn publisher(self: Arc<Self>, mut queue: mpsc::Receiver<Publish>) {
+    async fn publisher(
+        self: Arc<Self>,
+        mut queue: mpsc::Receiver<Publish>,
+        mut broadcasts: mpsc::Receiver<Relayed>,
+    ) {
+        let nsp = self.nsp_name();
         let mut batch: Vec<Publish> = Vec::new();
+        let mut taken: Vec<Relayed> = Vec::new();
         let mut backoff = Duration::from_millis(100);
         // An idle connection learns that Redis went away only when used: ping it on the beat.
         let mut ping = tokio::time::interval(self.config.liveness / 3);
@@ -382,7 +415,7 @@ impl Cluster {
                     self.publishing.store(false, Ordering::Release);
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cluster: Redis unreachable");
                     // At-most-once: what queued up meanwhile is dropped, not delivered late.
-                    let stale = batch.len() as u64 + drain(&mut queue);
+                    let stale = batch.len() as u64 + drain(&mut queue) + drain(&mut broadcasts);
                     batch.clear();
                     self.stats.dropped(DropReason::RedisDown, stale);
                     tokio::time::sleep(backoff).await;
@@ -393,21 +426,30 @@ impl Cluster {
             loop {
                 if batch.is_empty() {
                     tokio::select! {
-                        n = queue.recv_many(&mut batch, 256) => {
+                        n = broadcasts.recv_many(&mut taken, 256) => {
                             if n == 0 {
                                 return;
                             }
                             // Let more broadcasts gather (one write and one reply for all of them
                             // instead of a round of system calls each): at a chat's pace most
                             // pipelines would otherwise carry a single message.
-                            if batch.len() < 256 && !self.config.linger.is_zero() {
+                            if taken.len() < 256 && !self.config.linger.is_zero() {
                                 tokio::time::sleep(self.config.linger).await;
                             }
-                            while batch.len() < 256 {
-                                match queue.try_recv() {
-                                    Ok(p) => batch.push(p),
+                            while taken.len() < 256 {
+                                match broadcasts.try_recv() {
+                                    Ok(r) => taken.push(r),
                                     Err(_) => break,
                                 }
+                            }
+                            batch.extend(taken.drain(..).filter_map(|r| self.encode(&nsp, &r)));
+                            if batch.is_empty() {
+                                continue;
+                            }
+                        }
+                        n = queue.recv_many(&mut batch, 256) => {
+                            if n == 0 {
+                                return;
                             }
                         }
                         () = self.counts.reconnect.notified() => {
@@ -606,7 +648,7 @@ impl Cluster {
 }
 
 /// Empties the queue; returns how many items it held.
-fn drain(queue: &mut mpsc::Receiver<Publish>) -> u64 {
+fn drain<T>(queue: &mut mpsc::Receiver<T>) -> u64 {
     let mut n = 0;
     while queue.try_recv().is_ok() {
         n += 1;

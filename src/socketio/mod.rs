@@ -6,9 +6,11 @@
 //! per namespace name. This layer knows nothing of the chat; the engine knows nothing of it.
 //!
 //! Files: `client.rs` (one Engine.IO session's decoder and sockets), `socket.rs` (one namespace
-//! connection), `rooms.rs` (the sharded room table and the broadcast loop).
+//! connection), `rooms.rs` (the sharded room table and the broadcast loop), `relay.rs` (broadcasts
+//! handed to whoever carries them to other nodes, in cluster mode).
 
 pub mod client;
+pub mod relay;
 pub mod rooms;
 pub mod socket;
 
@@ -22,7 +24,6 @@ use chatgate_codec::socket::{Kind, Packet};
 use chatgate_codec::{ByteStr, Limits};
 use serde_json::value::RawValue;
 
-use crate::cluster::Cluster;
 use crate::engine::{self, CloseReason, Dispatch, Session};
 pub use client::Client;
 pub use rooms::Rooms;
@@ -113,8 +114,8 @@ pub struct NamespaceEntry {
     pub name: ByteStr,
     pub handler: Arc<dyn Namespace>,
     pub rooms: Rooms,
-    /// In cluster mode, where broadcasts are also published.
-    pub cluster: Option<Arc<Cluster>>,
+    /// In cluster mode: the broadcasts for the other nodes, drained by the cluster.
+    pub relay: Option<Arc<relay::Relay>>,
     /// Every connected socket by id, kept in cluster mode only (other nodes ask about sockets).
     pub sockets: Option<crate::sharded::ShardedMap<ByteStr, Arc<Socket>>>,
 }
@@ -176,7 +177,8 @@ impl Default for SocketIoConfig {
 pub struct SocketIo {
     config: SocketIoConfig,
     namespaces: HashMap<ByteStr, Arc<NamespaceEntry>>,
-    cluster: Option<Arc<Cluster>>,
+    /// Capacity of each namespace's relay, in cluster mode.
+    relay: Option<usize>,
 }
 
 impl SocketIo {
@@ -184,13 +186,15 @@ impl SocketIo {
         SocketIo {
             config,
             namespaces: HashMap::new(),
-            cluster: None,
+            relay: None,
         }
     }
 
-    /// Joins a cluster: namespaces registered after this publish their broadcasts through it.
-    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> SocketIo {
-        self.cluster = cluster;
+    /// Cluster mode: namespaces registered after this hand their broadcasts to a relay of
+    /// `capacity` (`relay.rs`) for the other nodes, and keep their sockets by id (other nodes ask
+    /// about them).
+    pub fn with_relay(mut self, capacity: Option<usize>) -> SocketIo {
+        self.relay = capacity;
         self
     }
 
@@ -203,10 +207,11 @@ impl SocketIo {
                 name,
                 handler,
                 rooms: Rooms::default(),
-                cluster: self.cluster.clone(),
+                relay: self
+                    .relay
+                    .map(|capacity| Arc::new(relay::Relay::new(capacity))),
                 sockets: self
-                    .cluster
-                    .as_ref()
+                    .relay
                     .map(|_| crate::sharded::ShardedMap::for_this_machine()),
             }),
         );

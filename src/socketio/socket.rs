@@ -279,24 +279,31 @@ impl Socket {
 
     /// Queues `item` to every member of `room` but this socket (in cluster mode, on every node).
     pub fn broadcast_others(&self, room: &str, item: &Outgoing) -> usize {
-        if let Some(cluster) = &self.namespace.cluster {
-            cluster.publish(&self.namespace.name, room, item, Some(self.id()));
-        }
+        self.relay(room, Some(self.id()), item);
         self.namespace.rooms.broadcast(room, Some(self), item)
     }
 
     /// Queues `item` to every member of `room`, this socket included if it is a member (in cluster
     /// mode, on every node).
     pub fn broadcast_all(&self, room: &str, item: &Outgoing) -> usize {
-        if let Some(cluster) = &self.namespace.cluster {
-            cluster.publish(&self.namespace.name, room, item, None);
-        }
+        self.relay(room, None, item);
         self.namespace.rooms.broadcast(room, None, item)
     }
 
-    /// The cluster this socket's namespace publishes to, in cluster mode.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.namespace.cluster.as_ref()
+    /// In cluster mode, hands the broadcast to the namespace's relay for the other nodes.
+    fn relay(&self, room: &str, except: Option<&ByteStr>, item: &Outgoing) {
+        if let Some(relay) = &self.namespace.relay {
+            relay.push(super::relay::Relayed {
+                room: room.into(),
+                except: except.cloned(),
+                item: item.clone(),
+            });
+        }
+    }
+
+    /// Whether broadcasts of this socket's namespace also go to other nodes (cluster mode).
+    pub fn is_relayed(&self) -> bool {
+        self.namespace.relay.is_some()
     }
 
     /// The number of members of `room` in this namespace.

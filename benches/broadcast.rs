@@ -21,7 +21,7 @@ use serde::Serialize;
 struct Quiet;
 
 impl Namespace for Quiet {
-    fn event(&self, _socket: &Arc<Socket>, _event: IncomingEvent) -> Dispatch {
+    fn event(&self, _socket: &Arc<Socket>, _event: IncomingEvent<'_>) -> Dispatch {
         Dispatch::Done
     }
 }

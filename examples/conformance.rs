@@ -49,7 +49,7 @@ struct TestNamespace {
     echo: bool,
 }
 
-fn join_args(event: &IncomingEvent) -> String {
+fn join_args(event: &IncomingEvent<'_>) -> String {
     event
         .args()
         .iter()
@@ -74,13 +74,13 @@ impl Namespace for TestNamespace {
         });
     }
 
-    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent) -> Dispatch {
+    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent<'_>) -> Dispatch {
         if !self.echo {
             return Dispatch::Done;
         }
         let args = join_args(&event);
         let attachments = event.attachments().to_vec();
-        match (event.name.as_str(), event.ack_id()) {
+        match (event.name, event.ack_id()) {
             ("message", _) => {
                 let sep = if args.is_empty() { "" } else { "," };
                 let data = format!(r#"["message-back"{sep}{args}]"#);

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 struct Recorder(mpsc::UnboundedSender<&'static str>);
 
 impl Namespace for Recorder {
-    fn event(&self, _socket: &Arc<Socket>, _event: IncomingEvent) -> Dispatch {
+    fn event(&self, _socket: &Arc<Socket>, _event: IncomingEvent<'_>) -> Dispatch {
         Dispatch::Done
     }
 

@@ -194,7 +194,8 @@ pub enum Decoded {
 /// An event packet's name and arguments, borrowed from its data.
 #[derive(Debug)]
 pub struct Event<'a> {
-    pub name: String,
+    /// Borrowed from the packet unless the name has JSON escapes.
+    pub name: std::borrow::Cow<'a, str>,
     pub args: Vec<&'a RawValue>,
 }
 
@@ -394,7 +395,11 @@ impl Packet {
         if args.is_empty() {
             return None;
         }
-        let name: String = serde_json::from_str(args.remove(0).get()).ok()?;
+        let raw = args.remove(0).get();
+        let name = match serde_json::from_str::<&str>(raw) {
+            Ok(plain) => std::borrow::Cow::Borrowed(plain),
+            Err(_) => std::borrow::Cow::Owned(serde_json::from_str::<String>(raw).ok()?),
+        };
         Some(Event { name, args })
     }
 

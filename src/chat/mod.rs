@@ -270,17 +270,17 @@ impl Namespace for Chat {
         Ok(())
     }
 
-    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent) -> Dispatch {
+    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent<'_>) -> Dispatch {
         let ack = event.ack_id();
         let args = event.args();
-        metrics::METRICS.event_in(&event.name);
-        if let Some((budget, limit)) = self.budget(&event.name) {
+        metrics::METRICS.event_in(event.name);
+        if let Some((budget, limit)) = self.budget(event.name) {
             if !chat_state(socket).allow(budget, limit) {
                 refuse(socket, ack, ChatError::RateLimited);
                 return Dispatch::Done;
             }
         }
-        let handler: Handler = match event.name.as_str() {
+        let handler: Handler = match event.name {
             "join-chat" => join::join,
             "send-message" => message::send,
             "leave-chat" => leave::leave,
@@ -299,7 +299,7 @@ impl Namespace for Chat {
         };
         // Every event's payload is an object, or absent where it is optional; anything else is
         // refused here, once for all handlers, and changes nothing.
-        match payload::fields(&args) {
+        match payload::fields(args) {
             Ok(fields) => handler(self, socket, fields, ack),
             Err(payload::NotAnObject) => {
                 refuse(socket, ack, ChatError::BadPayload);

@@ -67,23 +67,24 @@ impl Refusal {
     }
 }
 
-/// An event from a client.
+/// An event from a client, split once (name and arguments borrowed from the packet).
 #[derive(Debug)]
-pub struct IncomingEvent {
-    pub name: String,
+pub struct IncomingEvent<'a> {
+    pub name: &'a str,
+    args: Vec<&'a RawValue>,
     /// The whole packet: `data` is the JSON array (name first), `attachments` its binary parts.
-    pub packet: Packet,
+    pub packet: &'a Packet,
 }
 
-impl IncomingEvent {
+impl<'a> IncomingEvent<'a> {
     /// The acknowledgement id, when the client asked for one.
     pub fn ack_id(&self) -> Option<u64> {
         self.packet.id
     }
 
     /// The arguments after the event name, as raw JSON.
-    pub fn args(&self) -> Vec<&RawValue> {
-        self.packet.event().map(|e| e.args).unwrap_or_default()
+    pub fn args(&self) -> &[&'a RawValue] {
+        &self.args
     }
 
     pub fn attachments(&self) -> &[Bytes] {
@@ -103,7 +104,7 @@ pub trait Namespace: Send + Sync + 'static {
 
     /// An event arrived. Events of one client are handled in order: a `Pending` result holds the
     /// client's next packet until it completes.
-    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent) -> Dispatch;
+    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent<'_>) -> Dispatch;
 
     /// The socket left the namespace. Called once per socket.
     fn disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
@@ -271,11 +272,18 @@ impl SocketIo {
                 let Some(socket) = client.socket(&packet.nsp) else {
                     return Dispatch::Done;
                 };
-                let Some(name) = packet.event().map(|e| e.name) else {
+                let Some(event) = packet.event() else {
                     return Dispatch::Done;
                 };
                 let handler = socket_handler(&socket);
-                handler.event(&socket, IncomingEvent { name, packet })
+                handler.event(
+                    &socket,
+                    IncomingEvent {
+                        name: &event.name,
+                        args: event.args,
+                        packet: &packet,
+                    },
+                )
             }
             Kind::Ack | Kind::BinaryAck => {
                 if let Some(socket) = client.socket(&packet.nsp) {

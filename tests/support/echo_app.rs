@@ -14,11 +14,11 @@ use serde_json::{json, Value};
 
 pub struct EchoApp;
 
-fn args_json(event: &IncomingEvent) -> Vec<String> {
+fn args_json(event: &IncomingEvent<'_>) -> Vec<String> {
     event.args().iter().map(|a| a.get().to_owned()).collect()
 }
 
-fn first_arg(event: &IncomingEvent) -> Value {
+fn first_arg(event: &IncomingEvent<'_>) -> Value {
     event
         .args()
         .first()
@@ -27,10 +27,10 @@ fn first_arg(event: &IncomingEvent) -> Value {
 }
 
 impl Namespace for EchoApp {
-    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent) -> Dispatch {
+    fn event(&self, socket: &Arc<Socket>, event: IncomingEvent<'_>) -> Dispatch {
         let args = args_json(&event);
         let attachments = event.attachments().to_vec();
-        match event.name.as_str() {
+        match event.name {
             "echo" => {
                 let mut data = String::from(r#"["echo-back""#);
                 for a in &args {
@@ -105,7 +105,7 @@ impl Namespace for AdminApp {
         let _ = socket.emit("welcome", "admin");
     }
 
-    fn event(&self, _socket: &Arc<Socket>, _event: IncomingEvent) -> Dispatch {
+    fn event(&self, _socket: &Arc<Socket>, _event: IncomingEvent<'_>) -> Dispatch {
         Dispatch::Done
     }
 }

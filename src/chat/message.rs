@@ -12,7 +12,7 @@ use super::payload::Fields;
 use super::state::Membership;
 use super::{answer, answer_error, broadcast, chat_state, refuse, Chat, ChatError, Encoded};
 use crate::engine::Dispatch;
-use crate::history::{History, OnStored, Place, Slot, StoredMessage};
+use crate::history::{History, OnStored, Reservation, Slot, StoredMessage};
 use crate::socketio::Socket;
 
 /// The `receive-message` payload: the original server's fields, plus the stored message's `id`
@@ -116,8 +116,8 @@ fn try_send(
     // packets wait behind it) rather than having its message lost to the other nodes or to history.
     let publish_room = chat.cluster.as_ref().and_then(|c| c.wait_for_room());
     if publish_room.is_none() {
-        if let Slot::Now(place) = chat.history.reserve() {
-            deliver(&chat.history, socket, &member, message, ack, place);
+        if let Slot::Now(reservation) = chat.history.reserve() {
+            deliver(&chat.history, socket, &member, message, ack, reservation);
             return Ok(Dispatch::Done);
         }
     }
@@ -127,11 +127,11 @@ fn try_send(
         if let Some(room) = publish_room {
             room.await;
         }
-        let place = match history.reserve() {
-            Slot::Now(place) => place,
+        let reservation = match history.reserve() {
+            Slot::Now(reservation) => reservation,
             Slot::Later(wait) => wait.await,
         };
-        deliver(&history, &socket, &member, message, ack, place);
+        deliver(&history, &socket, &member, message, ack, reservation);
     })))
 }
 
@@ -157,44 +157,44 @@ pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
         .unwrap_or(now)
 }
 
-/// Gives the message its id, delivers it to the room and hands it to the history.
+/// Gives the message its id and place in the chat's order, delivers it to the room, then hands it
+/// to the history (the order lock held from the id to the store: see `History::order`).
 fn deliver(
     history: &History,
     socket: &Arc<Socket>,
     member: &Membership,
     message: String,
     ack: Option<u64>,
-    place: Option<Place<'_>>,
+    reservation: Reservation<'_>,
 ) {
     let created_at = now();
-    history.append(member.eventid, place, |id| {
-        let stored = StoredMessage {
-            id,
-            eventid: member.eventid,
-            userid: member.userid,
-            role: member.role,
-            sender_name: member.name.clone(),
-            message,
-            created_at,
-            edited_at: None,
-            deleted_at: None,
-        };
-        let payload = Encoded::new(&ReceiveMessage::of(&stored));
-        // Encoded once; every member's queue gets the same buffer.
-        broadcast(socket, &member.room, "receive-message", &payload, true);
-        // The sender's ack, if asked, confirms storage: it waits for the commit.
-        let on_stored = ack.map(|ack| {
-            let socket = socket.clone();
-            Box::new(move |kept: bool| {
-                if kept {
-                    answer(&socket, Some(ack), &payload);
-                } else {
-                    answer_error(&socket, Some(ack), NOT_STORED);
-                }
-            }) as OnStored
-        });
-        (stored, on_stored)
+    let ordered = history.order(member.eventid, reservation);
+    let stored = StoredMessage {
+        id: ordered.id(),
+        eventid: member.eventid,
+        userid: member.userid,
+        role: member.role,
+        sender_name: member.name.clone(),
+        message,
+        created_at,
+        edited_at: None,
+        deleted_at: None,
+    };
+    let payload = Encoded::new(&ReceiveMessage::of(&stored));
+    // Encoded once; every member's queue gets the same buffer.
+    broadcast(socket, &member.room, "receive-message", &payload, true);
+    // The sender's ack, if asked, confirms storage: it waits for the commit.
+    let on_stored = ack.map(|ack| {
+        let socket = socket.clone();
+        Box::new(move |kept: bool| {
+            if kept {
+                answer(&socket, Some(ack), &payload);
+            } else {
+                answer_error(&socket, Some(ack), NOT_STORED);
+            }
+        }) as OnStored
     });
+    ordered.store(stored, on_stored);
 }
 
 #[cfg(test)]

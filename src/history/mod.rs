@@ -13,10 +13,13 @@
 
 pub mod annotations;
 pub mod ids;
-pub mod memory;
-pub mod postgres;
-pub mod postgres_annotations;
+mod memory;
+// The PostgreSQL writer and its SQL stay behind `History`: nothing outside this module sees them.
+mod postgres;
+mod postgres_annotations;
 pub mod reads;
+
+pub use postgres::WriterStats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +36,6 @@ use annotations::{
 use ids::Ids;
 use memory::MemoryStore;
 use postgres::PostgresStore;
-pub use postgres::{Place, Slot};
 
 /// History settings.
 #[derive(Debug, Clone)]
@@ -124,8 +126,9 @@ pub struct History {
     /// Per-chat order locks (see the module docs); the in-memory store keeps its chats in them.
     stripes: Box<[Mutex<memory::Chats>]>,
     /// Per-chat locks held across a reaction, edit or deletion and its broadcast, so that the
-    /// room hears the changes of one chat in the order they were made.
-    change_locks: Box<[tokio::sync::Mutex<()>]>,
+    /// room hears the changes of one chat in the order they were made. One per chat with a change
+    /// under way (removed when the last holder leaves): a slow change never holds up another chat.
+    change_locks: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     reads: reads::Reads,
     store: Store,
     config: HistoryConfig,
@@ -151,6 +154,89 @@ async fn within<T>(
         })
 }
 
+/// A place in the history writer's queue, taken before a message gets its id (flow control; see
+/// [`History::reserve`]). Empty when no place is needed or none was to be had.
+pub struct Reservation<'a>(Option<postgres::Place<'a>>);
+
+/// Whether a message may go at once, or must first wait for a place in the writer's queue.
+pub enum Slot<'a> {
+    Now(Reservation<'a>),
+    /// Completes with a place, or with none when the wait timed out.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Reservation<'static>> + Send>>),
+}
+
+/// A message's place in its chat's order (see [`History::order`]): the chat's order lock, held
+/// until the message is handed to the store.
+#[must_use = "a message given an id is stored with `Ordered::store`"]
+pub struct Ordered<'a> {
+    id: i64,
+    history: &'a History,
+    chats: MutexGuard<'a, memory::Chats>,
+    place: Option<postgres::Place<'a>>,
+}
+
+impl Ordered<'_> {
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// Hands the message (with this id) to the store and releases the chat's order lock;
+    /// `on_stored` hears whether it was kept (with PostgreSQL, after the commit).
+    pub fn store(self, message: StoredMessage, on_stored: Option<OnStored>) {
+        let Ordered {
+            history,
+            mut chats,
+            place,
+            ..
+        } = self;
+        let kept = match &history.store {
+            Store::Off => true,
+            Store::Memory(store) => {
+                store.push(&mut chats, message);
+                true
+            }
+            Store::Postgres(store) => match store.enqueue(message, on_stored, place) {
+                // The writer tells `on_stored` after the commit.
+                Ok(()) => return,
+                Err(on_stored) => {
+                    drop(chats);
+                    if let Some(f) = on_stored {
+                        f(false);
+                    }
+                    return;
+                }
+            },
+        };
+        drop(chats);
+        if let Some(f) = on_stored {
+            f(kept);
+        }
+    }
+}
+
+/// One chat's change lock (see [`History::lock_chat`]); the chat's entry goes when the last holder
+/// or waiter is done.
+pub struct ChatLock<'a> {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    locks: &'a Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+    eventid: i32,
+}
+
+impl Drop for ChatLock<'_> {
+    fn drop(&mut self) {
+        // Release first, then forget the chat's lock if nobody else holds or awaits it: every
+        // clone of the lock is made under the map's mutex, so the count is exact here.
+        drop(self.guard.take());
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks
+            .get(&self.eventid)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&self.eventid);
+        }
+    }
+}
+
 impl History {
     fn with_store(
         config: HistoryConfig,
@@ -161,9 +247,7 @@ impl History {
         History {
             ids,
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
-            change_locks: (0..STRIPES)
-                .map(|_| tokio::sync::Mutex::default())
-                .collect(),
+            change_locks: Mutex::default(),
             reads: reads::Reads::new(config.read_flush),
             schema_ready,
             store,
@@ -239,41 +323,27 @@ impl History {
     /// stored.
     pub fn reserve(&self) -> Slot<'_> {
         match &self.store {
-            Store::Postgres(store) => store.reserve(),
-            _ => Slot::Now(None),
+            Store::Postgres(store) => match store.reserve() {
+                postgres::Slot::Now(place) => Slot::Now(Reservation(place)),
+                postgres::Slot::Later(wait) => {
+                    Slot::Later(Box::pin(async move { Reservation(wait.await) }))
+                }
+            },
+            _ => Slot::Now(Reservation(None)),
         }
     }
 
-    /// Gives the next message of `eventid`'s chat its id: `deliver(id)` broadcasts it and returns
-    /// what to store, with whom to tell once it is stored. Runs under the chat's order lock.
-    /// `place` is the writer-queue place from [`History::reserve`], if one was taken.
-    pub fn append<F>(&self, eventid: i32, place: Option<Place<'_>>, deliver: F)
-    where
-        F: FnOnce(i64) -> (StoredMessage, Option<OnStored>),
-    {
-        let mut chats = self.stripe(eventid);
-        let (message, on_stored) = deliver(self.ids.next());
-        let kept = match &self.store {
-            Store::Off => true,
-            Store::Memory(store) => {
-                store.push(&mut chats, message);
-                true
-            }
-            Store::Postgres(store) => match store.enqueue(message, on_stored, place) {
-                // The writer tells `on_stored` after the commit.
-                Ok(()) => return,
-                Err(on_stored) => {
-                    drop(chats);
-                    if let Some(f) = on_stored {
-                        f(false);
-                    }
-                    return;
-                }
-            },
-        };
-        drop(chats);
-        if let Some(f) = on_stored {
-            f(kept);
+    /// The next message of `eventid`'s chat gets its place in the chat's order: an id, under the
+    /// chat's order lock, held until [`Ordered::store`]. The caller broadcasts in between, so every
+    /// member and the store see a chat's messages in id order. `reservation` is the writer-queue
+    /// place from [`History::reserve`].
+    pub fn order<'a>(&'a self, eventid: i32, reservation: Reservation<'a>) -> Ordered<'a> {
+        let chats = self.stripe(eventid);
+        Ordered {
+            id: self.ids.next(),
+            history: self,
+            chats,
+            place: reservation.0,
         }
     }
 
@@ -319,9 +389,19 @@ impl History {
     }
 
     /// Held across a change to `eventid`'s chat and its broadcast (see `change_locks`).
-    pub async fn lock_chat(&self, eventid: i32) -> tokio::sync::MutexGuard<'_, ()> {
-        let i = (eventid as u32 as usize) % self.change_locks.len();
-        self.change_locks[i].lock().await
+    pub async fn lock_chat(&self, eventid: i32) -> ChatLock<'_> {
+        let lock = self
+            .change_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(eventid)
+            .or_default()
+            .clone();
+        ChatLock {
+            guard: Some(lock.lock_owned().await),
+            locks: &self.change_locks,
+            eventid,
+        }
     }
 
     /// Waits (at most the query timeout) until what this node delivered so far in `eventid`'s chat
@@ -488,7 +568,7 @@ impl History {
     }
 
     /// Figures for `/metrics`; `None` when nothing is written to a database.
-    pub fn writer_stats(&self) -> Option<postgres::WriterStats> {
+    pub fn writer_stats(&self) -> Option<WriterStats> {
         match &self.store {
             Store::Postgres(store) => Some(store.stats()),
             _ => None,
@@ -500,6 +580,61 @@ impl History {
         match &self.store {
             Store::Postgres(store) => Some(store.write_latency()),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn config() -> HistoryConfig {
+        crate::app::history_config(&crate::config::ServeArgs::defaults())
+    }
+
+    #[test]
+    fn a_change_in_one_chat_never_holds_up_another_and_locks_are_forgotten() {
+        let history = History::memory(config());
+        let held = history.lock_chat(1).now_or_never().expect("free");
+        assert!(
+            history.lock_chat(2).now_or_never().is_some(),
+            "another chat's change goes ahead"
+        );
+        assert!(
+            history.lock_chat(1).now_or_never().is_none(),
+            "the same chat's next change waits"
+        );
+        drop(held);
+        let again = history.lock_chat(1).now_or_never().expect("free again");
+        drop(again);
+        assert!(
+            history.change_locks.lock().unwrap().is_empty(),
+            "no lock kept for chats without a change under way"
+        );
+    }
+
+    #[test]
+    fn ids_follow_the_order_of_the_chat() {
+        let history = History::memory(config());
+        let first = history.order(7, Reservation(None));
+        let id = first.id();
+        first.store(message(7, id), None);
+        let second = history.order(7, Reservation(None));
+        assert!(second.id() > id);
+    }
+
+    fn message(eventid: i32, id: i64) -> StoredMessage {
+        StoredMessage {
+            id,
+            eventid,
+            userid: 1,
+            role: Role::Tutor,
+            sender_name: "Ada".into(),
+            message: "hi".into(),
+            created_at: chrono::Utc::now(),
+            edited_at: None,
+            deleted_at: None,
         }
     }
 }

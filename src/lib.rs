@@ -4,22 +4,35 @@
 //! - `chatgate-codec` (`codec/`, re-exported as [`codec`]): Engine.IO and Socket.IO packets. Pure.
 //! - [`server`]: TCP accept, HTTP/1.1 (hyper), routing by path, the header timeout.
 //! - [`engine`]: Engine.IO sessions over long-polling and WebSocket, heartbeats, upgrades, limits.
-//! - [`socketio`]: Socket.IO namespaces, sockets, acks, rooms and broadcasts.
-//! - [`chat`]: the tutor/tutee chat (docs/PROTOCOL.md), as a namespace; [`directory`] answers
-//!   who may join (PostgreSQL or the embedded demo), [`auth`] who a client is (JWT or trust).
+//! - [`socketio`]: Socket.IO namespaces, sockets, acks, rooms and broadcasts; in cluster mode it
+//!   hands each broadcast to a relay (`socketio/relay.rs`) and knows nothing of who drains it.
+//! - [`cluster`]: cluster mode over Redis (the `@socket.io/redis-adapter` protocol): drains the
+//!   relay, publishes, and delivers what other nodes publish through the [`socketio`] layer; also
+//!   cluster-wide member counts and flow control across nodes.
+//! - [`history`]: stored messages (PostgreSQL group-commit writer, or memory for the demo),
+//!   receipts, reactions, edits and deletions; gives each message its id and place in its chat.
+//! - [`directory`] answers who may join (PostgreSQL or the embedded demo), [`auth`] who a client
+//!   is (JWT or trust).
+//! - [`chat`]: the tutor/tutee chat (docs/PROTOCOL.md), as a namespace, on top of all of these.
 //!
-//! Assembly and operations: [`config`] (flags), [`app`] (wiring, start-up, shutdown), [`admin`]
-//! (`/health`, `/ready`, `/metrics`), [`demo`] (the page at `/`), [`migrate`]. Shared pieces:
-//! [`rate`] (token buckets), [`http`] (response helpers, origin policy), [`sharded`] (the
-//! lock-sharded map under the session and room tables).
+//! Assembly and operations: [`config`] (flags, the one home of every default), [`app`] (wiring,
+//! start-up, shutdown), [`admin`] (`/health`, `/ready`, `/metrics`), [`demo`] (the page at `/`),
+//! [`migrate`] (chatgate's own tables). Shared pieces: [`rate`] (token buckets), [`http`]
+//! (response helpers, origin policy), [`sharded`] (the lock-sharded map under the session and room
+//! tables).
 //!
 //! Follow a chat message:
 //! `engine/websocket.rs` reads the frame ->
 //! `codec` decodes the Engine.IO and Socket.IO packets ->
-//! `socketio/mod.rs` routes the `send-message` event to the chat namespace ->
-//! `chat/message.rs` checks it and encodes `receive-message` once ->
+//! `socketio/mod.rs` splits the event once and routes `send-message` to the chat namespace ->
+//! `chat/message.rs` checks it (flow control: the history writer's queue, and in cluster mode the
+//! relay and the other nodes' lag), takes the message's id and place from `history` (`History::order`)
+//! and encodes `receive-message` once ->
 //! `socketio/rooms.rs` takes the room's member list from its shard and queues that one buffer to
-//! each member's outbox (`engine/outbox.rs`) ->
+//! each member's outbox (`engine/outbox.rs`), and in cluster mode `socketio/relay.rs` queues it
+//! for the other nodes (`cluster/mod.rs` publishes it to Redis on its own thread) ->
+//! `history` queues the message for the PostgreSQL writer (group commit), which acknowledges the
+//! sender once it is stored ->
 //! each member's WebSocket task drains its outbox and writes the batch with one call.
 
 #![forbid(unsafe_code)]

@@ -7,7 +7,7 @@
 //! stops is written in `docs/HISTORY.md`.
 //!
 //! Order: per chat, giving the id, delivering and queueing happen under one lock (a stripe of
-//! [`History::stripes`], chosen by event id), and a join takes the same lock to enter the room and
+//! `History::stripes`, chosen by event id), and a join takes the same lock to enter the room and
 //! note the newest id. So ids in a chat increase in delivery order, and a joiner's history (ids up
 //! to the noted one) and what it receives live (ids after it) neither overlap nor leave a gap.
 

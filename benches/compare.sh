@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs the same load against chatgate and against the Node.js socket.io reference (benches/node-ref),
-# one after the other, each server pinned to core 0 with the load tool on core 1, against a freshly
-# seeded PostgreSQL database; prints a table with chatgate/Node ratios. Loopback only. chatgate runs
-# with --history off: the reference stores nothing either (benches/history.sh measures history).
+# Runs the same load against chatgate and its yardsticks, one after the other, each server pinned to
+# core 0 with the load tool on core 1, against a freshly seeded PostgreSQL database; prints a table
+# with ratios. Loopback only. The servers (SERVERS, default all four):
+#   chatgate          --history off, like the others, which store nothing;
+#   chatgate-history  the default a user runs (history on PostgreSQL);
+#   node              the Node.js socket.io 4.8 reference of the same chat (benches/node-ref);
+#   floor             chatgate-floor (load/src/bin/floor.rs): the least a server on chatgate's stack
+#                     can do, no database, no checks: the floor TARGETS.md measures against.
 #
 #   benches/compare.sh [rate] [saturation] [idle] [churn]      (default: all four)
+#   SERVERS="chatgate floor" benches/compare.sh saturation
 #
 # Scenarios (TARGETS.md): rate = 20,000 deliveries/s over 1,000 rooms; saturation = 100 rooms, 8
 # messages in flight per client; idle = 19,800 joined connections; churn = 64 workers connecting,
@@ -13,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(rate saturation idle churn)
+read -r -a servers <<<"${SERVERS:-chatgate chatgate-history node floor}"
 . benches/bench-env.sh
 PORT=7100
 out=$(mktemp -d)
@@ -25,6 +31,9 @@ start_server() {
   case "$1" in
     chatgate) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off >"$out/$1.log" 2>&1 & ;;
+    chatgate-history) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
+                --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 >"$out/$1.log" 2>&1 & ;;
+    floor) taskset -c 0 ./target/release/chatgate-floor --listen "127.0.0.1:$PORT" >"$out/$1.log" 2>&1 & ;;
     node) taskset -c 0 node benches/node-ref/server.js --port "$PORT" --database-url "$URL" >"$out/$1.log" 2>&1 & ;;
   esac
   server=$!
@@ -37,11 +46,13 @@ load() {
 }
 
 for scenario in "${scenarios[@]}"; do
-  for name in chatgate node; do
+  i=0
+  for name in "${servers[@]}"; do
     start_server "$name"
-    # Each server connects from addresses of its own: the ports the other's run left in TIME_WAIT
+    # Each server connects from addresses of its own: the ports another's run left in TIME_WAIT
     # would slow its connects down.
-    if [ "$name" = chatgate ]; then net=127.0.0; else net=127.0.1; fi
+    net=127.0.$i
+    i=$((i + 1))
     case "$scenario" in
       # shellcheck disable=SC2046 # the arguments are meant to split
       rate|saturation) load "$name" $(fanout_args "$scenario") ;;
@@ -69,13 +80,17 @@ metrics = {
     "idle": [("rss_per_connection_kib", "RSS KiB/connection", "{:.2f}"), ("joins_per_sec", "joins/s", "{:,.0f}")],
     "churn": [("sessions_per_sec", "sessions/s", "{:,.0f}"), ("server_cpu_ms_per_session", "server ms/session", "{:.3f}")],
 }
-print(f"\n| scenario | metric | chatgate | node | chatgate / node |\n| --- | --- | --- | --- | --- |")
+servers = ["chatgate", "chatgate-history", "node", "floor"]
+def ratio(a, b):
+    return f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "-"
+print("\n| scenario | metric | " + " | ".join(servers) + " | chatgate / node | chatgate / floor |")
+print("| --- | --- |" + " --- |" * (len(servers) + 2))
 for k, by in groups.items():
     name = k[0] if k[0] != "fanout" else ("fanout rate %s, %s rooms" % (k[1] or "max", k[2]))
     for field, label, fmt in metrics[k[0]]:
-        c, n = by.get("chatgate", {}).get(field), by.get("node", {}).get(field)
+        vals = {s: by.get(s, {}).get(field) for s in servers}
         show = lambda v: "?" if v is None else fmt.format(v)
-        ratio = f"{c / n:.2f}" if isinstance(c, (int, float)) and isinstance(n, (int, float)) and n else "-"
-        print(f"| {name} | {label} | {show(c)} | {show(n)} | {ratio} |")
+        cells = " | ".join(show(vals[s]) for s in servers)
+        print(f"| {name} | {label} | {cells} | {ratio(vals['chatgate'], vals['node'])} | {ratio(vals['chatgate'], vals['floor'])} |")
 PY
 echo "(raw results: $out)"

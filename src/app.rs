@@ -458,3 +458,20 @@ async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_uses_the_flags_defaults_and_nothing_else() {
+        let args = ServeArgs::defaults();
+        let history = history_config(&args);
+        assert_eq!(history.query_timeout.as_millis(), 3000);
+        assert_eq!(history.page, 50);
+        let engine = engine_config(&args);
+        assert_eq!(engine.ping_interval.as_millis(), 25_000);
+        assert_eq!(engine.max_payload, 1_000_000);
+        assert_eq!(server_config(&args).header_timeout.as_secs(), 10);
+    }
+}

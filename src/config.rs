@@ -358,19 +358,4 @@ mod tests {
         let err = Cli::try_parse_from(["chatgate", "--cluster-liveness-ms", "100"]).expect_err("");
         assert!(err.to_string().contains("300"), "{err}");
     }
-
-    #[test]
-    fn the_gateway_uses_the_flags_defaults_and_nothing_else() {
-        let args = ServeArgs::defaults();
-        let history = crate::app::history_config(&args);
-        assert_eq!(history.query_timeout.as_millis(), 3000);
-        assert_eq!(history.page, 50);
-        let engine = crate::app::engine_config(&args);
-        assert_eq!(engine.ping_interval.as_millis(), 25_000);
-        assert_eq!(engine.max_payload, 1_000_000);
-        assert_eq!(
-            crate::app::server_config(&args).header_timeout.as_secs(),
-            10
-        );
-    }
 }

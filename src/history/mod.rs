@@ -590,7 +590,17 @@ mod tests {
     use futures_util::FutureExt;
 
     fn config() -> HistoryConfig {
-        crate::app::history_config(&crate::config::ServeArgs::defaults())
+        HistoryConfig {
+            page: 50,
+            max_page: 200,
+            memory_per_chat: 100,
+            queue: 16,
+            batch: 16,
+            linger: Duration::ZERO,
+            query_timeout: Duration::from_secs(1),
+            node_id: 0,
+            read_flush: Duration::from_millis(10),
+        }
     }
 
     #[test]

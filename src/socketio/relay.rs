@@ -1,5 +1,5 @@
 //! Broadcasts leaving this node: a bounded queue the Socket.IO layer owns and fills, and that
-//! whoever carries broadcasts to other nodes (the cluster, `crate::cluster`) drains. The Socket.IO
+//! whoever carries broadcasts to other nodes (the `cluster` module) drains. The Socket.IO
 //! layer knows nothing of who reads it, so the dependency runs one way: the cluster imports this
 //! layer (to drain the relay, and to deliver what other nodes send), never the reverse.
 //!

@@ -237,9 +237,15 @@ pub fn message_text_into(out: &mut Vec<u8>, nanos: u64, sender: u32) {
 /// The `id` of a receive-message frame (the last field both servers write; found from the end).
 pub fn message_id(frame: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"id\":";
+    // Both servers write `id` last; another key order falls back to a scan of the whole frame.
     let tail = &frame[frame.len().saturating_sub(40)..];
-    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
-    let digits = tail[at..].iter().take_while(|b| b.is_ascii_digit());
+    let (text, at) = match tail.windows(KEY.len()).rposition(|w| w == KEY) {
+        Some(at) => (tail, at),
+        None => (frame, frame.windows(KEY.len()).rposition(|w| w == KEY)?),
+    };
+    let digits = text[at + KEY.len()..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit());
     let mut id: u64 = 0;
     let mut any = false;
     for d in digits {

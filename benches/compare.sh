@@ -6,7 +6,9 @@
 #   chatgate-history  the default a user runs (history on PostgreSQL);
 #   node              the Node.js socket.io 4.8 reference of the same chat (benches/node-ref);
 #   floor             chatgate-floor (load/src/bin/floor.rs): the least a server on chatgate's stack
-#                     can do, no database, no checks: the floor TARGETS.md measures against.
+#                     can do, no database, no checks: the floor TARGETS.md measures against;
+#   before            another chatgate binary (CHATGATE_BEFORE=path), run like `chatgate`: a
+#                     before/after comparison in the same run.
 #
 #   benches/compare.sh [rate] [saturation] [idle] [churn]      (default: all four)
 #   SERVERS="chatgate floor" benches/compare.sh saturation
@@ -33,6 +35,8 @@ start_server() {
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off >"$out/$1.log" 2>&1 & ;;
     chatgate-history) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 >"$out/$1.log" 2>&1 & ;;
+    before) taskset -c 0 "$CHATGATE_BEFORE" --listen "127.0.0.1:$PORT" --database-url "$URL" \
+                --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off >"$out/$1.log" 2>&1 & ;;
     floor) taskset -c 0 ./target/release/chatgate-floor --listen "127.0.0.1:$PORT" >"$out/$1.log" 2>&1 & ;;
     node) taskset -c 0 node benches/node-ref/server.js --port "$PORT" --database-url "$URL" >"$out/$1.log" 2>&1 & ;;
   esac
@@ -80,7 +84,7 @@ metrics = {
     "idle": [("rss_per_connection_kib", "RSS KiB/connection", "{:.2f}"), ("joins_per_sec", "joins/s", "{:,.0f}")],
     "churn": [("sessions_per_sec", "sessions/s", "{:,.0f}"), ("server_cpu_ms_per_session", "server ms/session", "{:.3f}")],
 }
-servers = ["chatgate", "chatgate-history", "node", "floor"]
+servers = [s for s in ["before", "chatgate", "chatgate-history", "node", "floor"] if any(s in by for by in groups.values())]
 def ratio(a, b):
     return f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "-"
 print("\n| scenario | metric | " + " | ".join(servers) + " | chatgate / node | chatgate / floor |")
@@ -91,6 +95,6 @@ for k, by in groups.items():
         vals = {s: by.get(s, {}).get(field) for s in servers}
         show = lambda v: "?" if v is None else fmt.format(v)
         cells = " | ".join(show(vals[s]) for s in servers)
-        print(f"| {name} | {label} | {cells} | {ratio(vals['chatgate'], vals['node'])} | {ratio(vals['chatgate'], vals['floor'])} |")
+        print(f"| {name} | {label} | {cells} | {ratio(vals.get('chatgate'), vals.get('node'))} | {ratio(vals.get('chatgate'), vals.get('floor'))} |")
 PY
 echo "(raw results: $out)"

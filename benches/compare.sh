@@ -41,6 +41,11 @@ start_server() {
     node) taskset -c 0 node benches/node-ref/server.js --port "$PORT" --database-url "$URL" >"$out/$1.log" 2>&1 & ;;
   esac
   server=$!
+  if [ "$1" = floor ]; then
+    # The floor speaks WebSocket only: wait for its port instead of a polling handshake.
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return; sleep 0.1; done
+    echo "floor did not start"; cat "$out/$1.log"; exit 1
+  fi
   wait_listening "$PORT" "$out/$1.log" "$1"
 }
 

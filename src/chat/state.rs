@@ -63,6 +63,11 @@ impl ChatSocket {
 
     /// Whether one more event of `budget` is within `limit` (and counts it).
     pub fn allow(&self, budget: Budget, limit: RateLimit) -> bool {
+        if limit.per_second <= 0.0 {
+            // Unlimited: no lock, no clock read (the clock was a visible share of a message's
+            // cost at saturation).
+            return true;
+        }
         let mut inner = self.lock();
         let bucket = match budget {
             Budget::Messages => &mut inner.messages,

@@ -40,9 +40,7 @@ async fn demo_page_in_a_headless_browser() {
 #[tokio::test]
 async fn unreachable_database_at_start_is_retried_and_recovered() {
     let db = support::db::TestDb::create().await;
-    let proxy = support::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    proxy.down();
-    let url = db.url_via(&proxy.addr.to_string());
+    let (proxy, url) = db.behind_a_down_proxy().await;
     let mut running = start(&[
         "--database-url",
         &url,

@@ -174,9 +174,7 @@ async fn a_role_without_create_rights_is_told_exactly_that() {
 #[tokio::test]
 async fn until_the_schema_is_ready_joins_fail_cleanly_and_ready_says_503() {
     let db = TestDb::bare().await;
-    let proxy = support::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    proxy.down();
-    let url = db.url_via(&proxy.addr.to_string());
+    let (proxy, url) = db.behind_a_down_proxy().await;
     let mut running = start(&[
         "--database-url",
         &url,

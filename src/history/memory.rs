@@ -215,11 +215,11 @@ impl MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::directory::Role;
 
-    fn message(id: i64, eventid: i32) -> StoredMessage {
+    pub(in crate::history) fn message(id: i64, eventid: i32) -> StoredMessage {
         StoredMessage {
             id,
             eventid,

@@ -629,22 +629,8 @@ mod tests {
         let history = History::memory(config());
         let first = history.order(7, Reservation(None));
         let id = first.id();
-        first.store(message(7, id), None);
+        first.store(memory::tests::message(id, 7), None);
         let second = history.order(7, Reservation(None));
         assert!(second.id() > id);
-    }
-
-    fn message(eventid: i32, id: i64) -> StoredMessage {
-        StoredMessage {
-            id,
-            eventid,
-            userid: 1,
-            role: Role::Tutor,
-            sender_name: "Ada".into(),
-            message: "hi".into(),
-            created_at: chrono::Utc::now(),
-            edited_at: None,
-            deleted_at: None,
-        }
     }
 }

@@ -81,6 +81,15 @@ impl TestDb {
         format!("postgres://postgres@{host_port}/{}", self.name)
     }
 
+    /// A proxy in front of PostgreSQL that is down (the test brings it up), and this database's URL
+    /// through it: a database that is not there yet when the gateway starts.
+    pub async fn behind_a_down_proxy(&self) -> (super::proxy::Proxy, String) {
+        let proxy = super::proxy::Proxy::start("127.0.0.1:5432".parse().expect("address")).await;
+        proxy.down();
+        let url = self.url_via(&proxy.addr.to_string());
+        (proxy, url)
+    }
+
     pub async fn execute(&self, sql: &str) {
         let (client, conn) = tokio_postgres::connect(&self.url(), NoTls)
             .await

@@ -15,6 +15,13 @@ impl RateLimit {
         per_second: 0.0,
         burst: 0.0,
     };
+
+    /// One warning per 10 s for a condition that can repeat per message (a full queue, a
+    /// dropped broadcast): a flood of log lines is the last thing an overloaded server needs.
+    pub const WARNINGS: RateLimit = RateLimit {
+        per_second: 0.1,
+        burst: 1.0,
+    };
 }
 
 /// The tokens one socket has left for one kind of event.

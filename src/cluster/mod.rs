@@ -104,13 +104,6 @@ impl DropReason {
     }
 }
 
-/// At most one warning per reason per 10 s: a flood of log lines is the last thing an overloaded
-/// node needs.
-const WARN_EVERY: crate::rate::RateLimit = crate::rate::RateLimit {
-    per_second: 0.1,
-    burst: 1.0,
-};
-
 /// Figures for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ClusterStats {
@@ -138,7 +131,10 @@ impl ClusterStats {
         let warn = self.warned[i]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .allow(WARN_EVERY, tokio::time::Instant::now());
+            .allow(
+                crate::rate::RateLimit::WARNINGS,
+                tokio::time::Instant::now(),
+            );
         if warn {
             tracing::warn!(
                 reason = reason.as_str(),

@@ -79,12 +79,6 @@ struct Shared {
     write_latency: LatencyHistogram,
 }
 
-/// At most one "queue full" warning per 10 s.
-const WARN_EVERY: crate::rate::RateLimit = crate::rate::RateLimit {
-    per_second: 0.1,
-    burst: 1.0,
-};
-
 pub struct PostgresStore {
     pool: Pool,
     warned: Mutex<crate::rate::Bucket>,
@@ -191,11 +185,10 @@ impl PostgresStore {
                 };
                 // One line per burst, not one per message: a flood of log lines is the last thing
                 // an overloaded server needs.
-                let warn = self
-                    .warned
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .allow(WARN_EVERY, tokio::time::Instant::now());
+                let warn = self.warned.lock().unwrap_or_else(|p| p.into_inner()).allow(
+                    crate::rate::RateLimit::WARNINGS,
+                    tokio::time::Instant::now(),
+                );
                 if warn {
                     tracing::warn!(
                         dropped_so_far = dropped,

@@ -6,7 +6,6 @@
 //! Each entry is the frame exactly as it was queued to the local members, so the reader encodes
 //! it for the wire once and nothing is built twice on the sender's path.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use chatgate_codec::ByteStr;
@@ -31,7 +30,6 @@ pub struct Relay {
     tx: mpsc::Sender<Relayed>,
     rx: Mutex<Option<mpsc::Receiver<Relayed>>>,
     observer: OnceLock<Box<dyn DropObserver>>,
-    dropped: AtomicU64,
 }
 
 impl Relay {
@@ -42,7 +40,6 @@ impl Relay {
             tx,
             rx: Mutex::new(Some(rx)),
             observer: OnceLock::new(),
-            dropped: AtomicU64::new(0),
         }
     }
 
@@ -56,10 +53,10 @@ impl Relay {
         let _ = self.observer.set(observer);
     }
 
-    /// Queues a broadcast, never waiting; a full relay drops it (counted, and told).
+    /// Queues a broadcast, never waiting; a full relay drops it and tells the observer, which
+    /// counts it with the reason.
     pub(super) fn push(&self, relayed: Relayed) {
         if self.tx.try_send(relayed).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
             if let Some(observer) = self.observer.get() {
                 observer.dropped();
             }
@@ -83,10 +80,5 @@ impl Relay {
     pub async fn room(&self) {
         // The place is given back at once: the broadcast takes one a moment later.
         let _ = self.tx.reserve().await;
-    }
-
-    /// Broadcasts dropped because the relay was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }

@@ -274,6 +274,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
 /// Runs the gateway until SIGINT or SIGTERM, then closes every session and waits (at most the grace
 /// period) for their queues to drain.
 pub async fn run(args: ServeArgs) -> Result<(), StartError> {
+    let shutdown = shutdown_signal();
     let directory = directory(&args)?;
     let gateway = assemble(&args, directory.clone())?;
     if args.database_url.is_some() {
@@ -333,7 +334,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             let _ = listening_stopped.await;
         },
     ));
-    shutdown_signal().await;
+    shutdown.await;
     gateway.shutting_down.store(true, Ordering::Release);
     let sessions = gateway.engine.session_count();
     gateway
@@ -438,24 +439,32 @@ async fn watch_schema(url: String, mode: MigrateMode, timeout: Duration, history
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a signal that arrives right after the start-up log lines (a supervisor, a test)
+/// must begin a graceful shutdown, not kill the process with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -167,6 +167,18 @@ impl Admin {
                 "History batch inserts that failed and were retried.",
                 &[(String::new(), writer.failed_batches as f64)],
             );
+            family(
+                "chatgate_history_pages_read_total",
+                "counter",
+                "History pages read from the database (after joins and load-history).",
+                &[(String::new(), writer.pages_read as f64)],
+            );
+            family(
+                "chatgate_history_page_batches_total",
+                "counter",
+                "Batches the history pages were read in: pages asked for at once share one.",
+                &[(String::new(), writer.page_batches as f64)],
+            );
         }
         if let Some(cluster) = &self.cluster {
             use std::sync::atomic::Ordering::Relaxed;

@@ -473,18 +473,7 @@ async fn load_balancer_with_sticky_polling() {
 
 /// One sample of a node's `/metrics` as printed (`name` or `name{label="value"}`); 0 if absent.
 async fn metric(addr: std::net::SocketAddr, sample: &str) -> f64 {
-    let page = support::raw::http(addr, "GET", "/metrics", &[], b"")
-        .await
-        .text();
-    page.lines()
-        .find_map(|l| {
-            l.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+    support::raw::metric(addr, sample).await.unwrap_or(0.0)
 }
 
 /// Polls a metric until `done` holds (at most 20 s): for a state inside the node that no event

@@ -304,11 +304,8 @@ async fn history_and_ids_survive_a_restart() {
 
 /// Reads one metric's value from `/metrics`.
 async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    let text = support::raw::http(addr, "GET", "/metrics", &[], b"")
+    support::raw::metric(addr, name)
         .await
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 

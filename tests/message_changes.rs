@@ -826,3 +826,96 @@ async fn the_demo_directory_supports_every_change_in_memory() {
         "Not your message: only its author can edit or delete it"
     );
 }
+
+/// A burst of joins has its pages read together (one set of statements for the batch): each
+/// joiner still gets exactly its own chat's messages, the reactions of those messages with its
+/// own `my_reactions`, and its own chat's read marks; nothing of another chat.
+#[tokio::test]
+async fn pages_read_together_each_get_their_own_chat() {
+    let db = TestDb::create().await;
+    let server = support::chat_gateway(&db.url(), TRUST).await;
+    // Chat 101: three messages, the first reacted to and read by the tutee. Chat 102: one
+    // message, nothing else. Chats 103 and 104: nothing.
+    let mut tutor = member(server.addr, 101, 1, "tutor").await;
+    let mut tutee = member(server.addr, 101, 2, "tutee").await;
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        ids.push(send(&mut tutor, text).await);
+        receive(&mut tutee, text).await;
+    }
+    let react = json!({"message_id": ids[0], "emoji": "👍", "action": "add"});
+    let (ack, _) = ask(&mut tutee, "react-message", &react, 1).await;
+    assert_eq!(ack["counts"]["👍"], 1);
+    let (ack, _) = ask(&mut tutee, "mark-read", &json!({"message_id": ids[0]}), 2).await;
+    assert_eq!(ack["last_read_id"], ids[0], "{ack}");
+    let mut other = member(server.addr, 102, 3, "tutor").await;
+    send(&mut other, "elsewhere").await;
+
+    // Forty joins at once, ten of each chat, both roles of 101 among them.
+    let seats = [
+        (101, 1, "tutor"),
+        (101, 2, "tutee"),
+        (102, 4, "tutee"),
+        (103, 1, "tutor"),
+        (104, 5, "tutor"),
+    ];
+    let joins = (0..40).map(|i| {
+        let (eventid, userid, role) = seats[i % seats.len()];
+        async move {
+            (
+                eventid,
+                userid,
+                member(server.addr, eventid, userid, role).await,
+            )
+        }
+    });
+    for (eventid, userid, ws) in futures_util::future::join_all(joins).await {
+        let history = history_of(&ws);
+        assert_eq!(history["eventid"], eventid);
+        let messages = history["messages"].as_array().expect("messages");
+        let texts: Vec<&str> = messages
+            .iter()
+            .filter_map(|m| m["message"].as_str())
+            .collect();
+        let receipts = history["read_receipts"].as_array().expect("read_receipts");
+        match eventid {
+            101 => {
+                assert_eq!(texts, ["one", "two", "three"], "{history}");
+                assert_eq!(messages[0]["reactions"], json!({"👍": 1}), "{history}");
+                let mine = (userid == 2).then(|| json!(["👍"]));
+                assert_eq!(
+                    messages[0].get("my_reactions"),
+                    mine.as_ref(),
+                    "user {userid}: {history}"
+                );
+                assert!(
+                    messages[1].get("reactions").is_none_or(Value::is_null),
+                    "{history}"
+                );
+                assert_eq!(receipts.len(), 1, "{history}");
+                assert_eq!(receipts[0]["userid"], 2);
+                assert_eq!(receipts[0]["last_read_id"], ids[0]);
+            }
+            102 => {
+                assert_eq!(texts, ["elsewhere"], "{history}");
+                assert!(receipts.is_empty(), "{history}");
+            }
+            _ => {
+                assert!(messages.is_empty() && receipts.is_empty(), "{history}");
+            }
+        }
+        assert_eq!(history["has_more"], false);
+    }
+    // Every join read its page from the database: 2 + 1 before the burst, 40 in it. How many
+    // batches they took depends on timing; the figure shows in the log of a failed run.
+    let count = |name: &'static str| async move {
+        support::raw::metric(server.addr, name)
+            .await
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    let pages = count("chatgate_history_pages_read_total").await;
+    let batches = count("chatgate_history_page_batches_total").await;
+    eprintln!("{pages} pages in {batches} batches");
+    assert_eq!(pages, 43.0);
+    assert!((1.0..=pages).contains(&batches));
+}

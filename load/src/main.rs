@@ -54,6 +54,11 @@ struct Cli {
     /// First event id.
     #[arg(long, default_value_t = 1)]
     eventid_base: u32,
+    /// A join is done when `chat-history` has arrived too, not only `chat-joined` (for servers
+    /// that send the history after a join: chatgate does, the yardsticks do not). A `chat-error`
+    /// instead of the history (the page could not be read) fails the run.
+    #[arg(long)]
+    await_history: bool,
     /// Label for the JSON result (e.g. the server's name).
     #[arg(long, default_value = "server")]
     label: String,
@@ -123,6 +128,7 @@ struct Target {
     /// thousands of ports in TIME_WAIT spreads them over several addresses.
     next_source: Cell<usize>,
     base: u32,
+    await_history: bool,
 }
 
 impl Target {
@@ -150,7 +156,7 @@ impl Target {
         } else {
             (2 * eventid, "tutee")
         };
-        conn.join(eventid, userid, role).await
+        conn.join(eventid, userid, role, self.await_history).await
     }
 }
 
@@ -200,6 +206,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         sources: cli.source.clone(),
         next_source: Cell::new(0),
         base: cli.eventid_base,
+        await_history: cli.await_history,
     });
     let pid = cli.server_pid.as_deref();
     let result = match cli.scenario.clone() {

@@ -153,14 +153,24 @@ impl Conn {
         }
     }
 
-    /// Sends join-chat and waits for chat-joined.
-    pub async fn join(&mut self, eventid: u32, userid: u32, role: &str) -> io::Result<()> {
+    /// Sends join-chat and waits for chat-joined (and then for chat-history, with `history`).
+    pub async fn join(
+        &mut self,
+        eventid: u32,
+        userid: u32,
+        role: &str,
+        history: bool,
+    ) -> io::Result<()> {
         let msg =
             format!(r#"42["join-chat",{{"eventid":{eventid},"userid":{userid},"role":"{role}"}}]"#);
         self.send_text(msg.as_bytes()).await?;
+        let mut joined = false;
         loop {
             let f = self.next_text().await?;
             if f.starts_with(br#"42["chat-joined""#) {
+                joined = true;
+            }
+            if joined && (!history || f.starts_with(br#"42["chat-history""#)) {
                 return Ok(());
             }
             if f.starts_with(br#"42["chat-error""#) {

@@ -14,6 +14,7 @@
 pub mod annotations;
 pub mod ids;
 mod memory;
+mod pages;
 // The PostgreSQL writer and its SQL stay behind `History`: nothing outside this module sees them.
 mod postgres;
 mod postgres_annotations;

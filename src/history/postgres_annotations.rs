@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use super::annotations::{
-    check, Change, ChangeError, ChangeKind, Deleted, Reacted, Reaction, ReactionCount, ReadMark,
-    ReadRequest, ReadsApplied, Target,
+    check, Change, ChangeError, ChangeKind, Deleted, Reacted, Reaction, ReadMark, ReadRequest,
+    ReadsApplied, Target,
 };
 use crate::directory::Role;
 
@@ -150,7 +150,7 @@ const CURRENT: &str = "SELECT r.eventid, r.userid, r.role, r.last_read_id, r.rea
      ON r.eventid = k.eventid AND r.userid = k.userid";
 
 /// A `chatgate_read` row's mark, its columns starting at `from`.
-fn read_mark(row: &tokio_postgres::Row, from: usize) -> Result<ReadMark, String> {
+pub(super) fn read_mark(row: &tokio_postgres::Row, from: usize) -> Result<ReadMark, String> {
     let fail = |e: tokio_postgres::Error| e.to_string();
     let role: &str = row.try_get(from + 1).map_err(fail)?;
     Ok(ReadMark {
@@ -230,54 +230,4 @@ pub async fn mark_read(pool: &Pool, requests: &[ReadRequest]) -> Result<ReadsApp
         advanced,
         current,
     })
-}
-
-const PAGE_REACTIONS: &str = "SELECT message_id, emoji, count(*), bool_or(userid = $4) \
-     FROM chatgate_reaction WHERE message_id IN \
-         (SELECT id FROM chatgate_message WHERE eventid = $1 AND id < $2 ORDER BY id DESC LIMIT $3) \
-     GROUP BY message_id, emoji ORDER BY message_id, min(created_at), emoji";
-
-const PAGE_READS: &str =
-    "SELECT userid, role, last_read_id, read_at FROM chatgate_read WHERE eventid = $1 ORDER BY userid";
-
-/// The reactions of the messages of a page (the same `eventid`, `before`, `limit` as its
-/// messages), `mine` for `viewer`.
-pub async fn page_reactions(
-    client: &deadpool_postgres::Client,
-    eventid: i32,
-    before: i64,
-    limit: i64,
-    viewer: i32,
-) -> Result<HashMap<i64, Vec<ReactionCount>>, tokio_postgres::Error> {
-    let statement = client.prepare_cached(PAGE_REACTIONS).await?;
-    let mut out: HashMap<i64, Vec<ReactionCount>> = HashMap::new();
-    for row in client
-        .query(&statement, &[&eventid, &before, &limit, &viewer])
-        .await?
-    {
-        out.entry(row.try_get(0)?).or_default().push(ReactionCount {
-            emoji: row.try_get(1)?,
-            count: row.try_get(2)?,
-            mine: row.try_get(3)?,
-        });
-    }
-    Ok(out)
-}
-
-/// Every member's read mark in a chat.
-pub async fn page_reads(
-    client: &deadpool_postgres::Client,
-    eventid: i32,
-) -> Result<Vec<ReadMark>, String> {
-    let statement = client
-        .prepare_cached(PAGE_READS)
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .query(&statement, &[&eventid])
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|row| read_mark(row, 0))
-        .collect()
 }

@@ -33,6 +33,18 @@ impl HttpReply {
     }
 }
 
+/// One sample of a server's `/metrics` as printed (`name` or `name{label="value"}`), if present.
+pub async fn metric(addr: std::net::SocketAddr, sample: &str) -> Option<f64> {
+    let page = http(addr, "GET", "/metrics", &[], b"").await.text();
+    page.lines().find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Sends one HTTP/1.1 request (`Connection: close`) and reads the whole response.
 pub async fn http(
     addr: SocketAddr,
@@ -216,11 +228,19 @@ impl RawWs {
             r#"42["join-chat",{{"eventid":{eventid},"userid":{userid},"role":"{role}"}}]"#
         ))
         .await;
-        let reply = self.recv_text().await.expect("a reply to join-chat");
+        // Others' announcements and messages may come before the reply (in a cluster, a
+        // member's announcement from another node can overtake it) and between the reply and the
+        // history; they are kept for the next `recv_text`.
+        let mut between = Vec::new();
+        let reply = loop {
+            let frame = self.recv_text().await.expect("a reply to join-chat");
+            if frame.starts_with(r#"42["user-"#) || frame.starts_with(r#"42["receive-message""#) {
+                between.push(frame);
+            } else {
+                break frame;
+            }
+        };
         if reply.starts_with(r#"42["chat-joined""#) {
-            // Others' announcements and messages may come between the two; they are kept for the
-            // next `recv_text`.
-            let mut between = Vec::new();
             let history = loop {
                 let frame = self
                     .recv_text()
@@ -241,8 +261,8 @@ impl RawWs {
                 "chat-history of another event: {history}"
             );
             self.last_history = Some(history);
-            self.pending.extend(between);
         }
+        self.pending.extend(between);
         reply
     }
 

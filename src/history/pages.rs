@@ -1,0 +1,284 @@
+//! History pages read from PostgreSQL in batches.
+//!
+//! Every join reads a page (its messages, their reactions, the chat's read marks). Read one join
+//! at a time, a burst of joins (a class starting, every client of a restarted node coming back)
+//! costs PostgreSQL three statements per join, and PostgreSQL shares the box with the gateway:
+//! measured at 19,800 joins, the page reads took as much CPU as the rest of the database work of a
+//! join together, and that CPU came out of the gateway's joins per second. So pages asked for at
+//! the same moment are read together: a few reader tasks each take whatever requests are queued
+//! (up to [`MAX_BATCH`]) and read all their pages with the same three statements (the requests as
+//! arrays, a `LATERAL` page per request), pipelined on one connection. Nothing waits to fill a
+//! batch: an idle server reads a lone page at once, with the same one round trip as before, and
+//! batches only grow when requests arrive faster than the database answers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::annotations::{ReactionCount, ReadMark};
+use super::{HistoryError, Page, StoredMessage};
+use crate::directory::Role;
+
+/// Most pages read with one set of statements: large enough that a burst costs the database a
+/// few statements, small enough that one batch's rows stay a few hundred KiB.
+pub const MAX_BATCH: usize = 64;
+
+/// The pages: `r.k` is the request's place in the batch (1-based), newest message first.
+const MESSAGES: &str = "SELECT r.k, m.id, m.userid, m.role, m.sender_name, m.message, \
+         m.created_at, m.edited_at, m.deleted_at \
+     FROM unnest($1::integer[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(eventid, before, take, k) \
+     CROSS JOIN LATERAL ( \
+         SELECT * FROM chatgate_message c \
+         WHERE c.eventid = r.eventid AND c.id < r.before ORDER BY c.id DESC LIMIT r.take) m \
+     ORDER BY r.k, m.id DESC";
+
+/// The reactions on each page's messages, `mine` for the request's viewer.
+const REACTIONS: &str =
+    "SELECT r.k, x.message_id, x.emoji, count(*), bool_or(x.userid = r.viewer) \
+     FROM unnest($1::integer[], $2::bigint[], $3::bigint[], $4::integer[]) \
+         WITH ORDINALITY AS r(eventid, before, lim, viewer, k) \
+     CROSS JOIN LATERAL ( \
+         SELECT c.id FROM chatgate_message c \
+         WHERE c.eventid = r.eventid AND c.id < r.before ORDER BY c.id DESC LIMIT r.lim) m \
+     JOIN chatgate_reaction x ON x.message_id = m.id \
+     GROUP BY r.k, x.message_id, x.emoji \
+     ORDER BY r.k, x.message_id, min(x.created_at), x.emoji";
+
+/// Every member's read mark in each chat of the batch.
+const READS: &str = "SELECT eventid, userid, role, last_read_id, read_at FROM chatgate_read \
+     WHERE eventid = ANY($1) ORDER BY eventid, userid";
+
+/// One page asked for.
+struct Request {
+    eventid: i32,
+    before: i64,
+    limit: usize,
+    viewer: i32,
+    answer: oneshot::Sender<Result<Page, HistoryError>>,
+}
+
+/// Pages read and the batches they were read in, for `/metrics`.
+#[derive(Default)]
+pub struct PageCounts {
+    pub pages: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// Hands page requests to the reader tasks.
+pub struct PageReader {
+    queue: mpsc::Sender<Request>,
+    counts: Arc<PageCounts>,
+    /// The readers' pool and queue end until the first page starts them (on the runtime that
+    /// asks, so building the store needs none).
+    idle: std::sync::Mutex<Option<(Pool, mpsc::Receiver<Request>)>>,
+    readers: usize,
+}
+
+impl PageReader {
+    /// `readers` reader tasks will read through `pool`, each holding one of its connections while
+    /// it reads a batch.
+    pub fn new(pool: Pool, readers: usize) -> PageReader {
+        let readers = readers.max(1);
+        // Bounded by the joins in flight, which the handshake and connection limits bound.
+        let (queue, rx) = mpsc::channel(MAX_BATCH * readers * 4);
+        PageReader {
+            queue,
+            counts: Arc::default(),
+            idle: std::sync::Mutex::new(Some((pool, rx))),
+            readers,
+        }
+    }
+
+    fn start_readers(&self) {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((pool, rx)) = idle {
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..self.readers {
+                tokio::spawn(read_batches(pool.clone(), rx.clone(), self.counts.clone()));
+            }
+        }
+    }
+
+    pub fn counts(&self) -> &PageCounts {
+        &self.counts
+    }
+
+    /// Up to `limit` messages of `eventid`'s chat with ids below `before`, oldest first, with their
+    /// reactions (`mine` for `viewer`) and the chat's read marks. The caller bounds the wait.
+    pub async fn page(
+        &self,
+        eventid: i32,
+        before: i64,
+        limit: usize,
+        viewer: i32,
+    ) -> Result<Page, HistoryError> {
+        let (answer, answered) = oneshot::channel();
+        let request = Request {
+            eventid,
+            before,
+            limit,
+            viewer,
+            answer,
+        };
+        self.start_readers();
+        let gone = || HistoryError("the history readers stopped".into());
+        self.queue.send(request).await.map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
+    }
+}
+
+/// One reader: takes what is queued, reads it, answers, until the queue closes.
+async fn read_batches(
+    pool: Pool,
+    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
+    counts: Arc<PageCounts>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        {
+            // The receiver is shared by the readers; the one holding it waits for the next
+            // request, takes whatever else is queued and lets the next reader wait.
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+        }
+        // A request whose asker gave up (timeout, disconnect) is not read.
+        batch.retain(|r| !r.answer.is_closed());
+        if !batch.is_empty() {
+            counts.batches.fetch_add(1, Ordering::Relaxed);
+            counts
+                .pages
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let rows = read(&pool, &batch_keys(&batch)).await;
+            answer(batch.drain(..), rows);
+        }
+    }
+}
+
+/// What the statements need of a batch.
+struct Keys {
+    eventids: Vec<i32>,
+    befores: Vec<i64>,
+    limits: Vec<i64>,
+    fetches: Vec<i64>,
+    viewers: Vec<i32>,
+}
+
+fn batch_keys(requests: &[Request]) -> Keys {
+    Keys {
+        eventids: requests.iter().map(|r| r.eventid).collect(),
+        befores: requests.iter().map(|r| r.before).collect(),
+        limits: requests.iter().map(|r| r.limit as i64).collect(),
+        // One more than asked: whether it comes back says if there are older ones.
+        fetches: requests.iter().map(|r| r.limit as i64 + 1).collect(),
+        viewers: requests.iter().map(|r| r.viewer).collect(),
+    }
+}
+
+/// The rows of one batch, by request (0-based).
+struct Rows {
+    messages: Vec<Vec<StoredMessage>>,
+    reactions: Vec<HashMap<i64, Vec<ReactionCount>>>,
+    reads: HashMap<i32, Vec<ReadMark>>,
+}
+
+async fn read(pool: &Pool, keys: &Keys) -> Result<Rows, HistoryError> {
+    let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
+    let client = pool.get().await.map_err(|e| fail(&e))?;
+    let (messages, reactions, reads) = tokio::try_join!(
+        client.prepare_cached(MESSAGES),
+        client.prepare_cached(REACTIONS),
+        client.prepare_cached(READS),
+    )
+    .map_err(|e| fail(&e))?;
+    type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let message_params: [Param; 3] = [&keys.eventids, &keys.befores, &keys.fetches];
+    let reaction_params: [Param; 4] = [&keys.eventids, &keys.befores, &keys.limits, &keys.viewers];
+    let read_params: [Param; 1] = [&keys.eventids];
+    // Three statements pipelined on one connection: one round trip's wait, not three.
+    let (message_rows, reaction_rows, read_rows) = tokio::try_join!(
+        client.query(&messages, &message_params),
+        client.query(&reactions, &reaction_params),
+        client.query(&reads, &read_params),
+    )
+    .map_err(|e| fail(&e))?;
+    let n = keys.eventids.len();
+    let mut rows = Rows {
+        messages: (0..n).map(|_| Vec::new()).collect(),
+        reactions: (0..n).map(|_| HashMap::new()).collect(),
+        reads: HashMap::new(),
+    };
+    for row in &message_rows {
+        let k = slot(row, n).map_err(|e| fail(&e))?;
+        let role: &str = row.try_get(3).map_err(|e| fail(&e))?;
+        let sender_name: &str = row.try_get(4).map_err(|e| fail(&e))?;
+        rows.messages[k].push(StoredMessage {
+            id: row.try_get(1).map_err(|e| fail(&e))?,
+            eventid: keys.eventids[k],
+            userid: row.try_get(2).map_err(|e| fail(&e))?,
+            role: Role::parse(role).ok_or_else(|| HistoryError(format!("stored role {role:?}")))?,
+            sender_name: sender_name.into(),
+            message: row.try_get(5).map_err(|e| fail(&e))?,
+            created_at: row.try_get::<_, DateTime<Utc>>(6).map_err(|e| fail(&e))?,
+            edited_at: row.try_get(7).map_err(|e| fail(&e))?,
+            deleted_at: row.try_get(8).map_err(|e| fail(&e))?,
+        });
+    }
+    for row in &reaction_rows {
+        let k = slot(row, n).map_err(|e| fail(&e))?;
+        rows.reactions[k]
+            .entry(row.try_get(1).map_err(|e| fail(&e))?)
+            .or_default()
+            .push(ReactionCount {
+                emoji: row.try_get(2).map_err(|e| fail(&e))?,
+                count: row.try_get(3).map_err(|e| fail(&e))?,
+                mine: row.try_get(4).map_err(|e| fail(&e))?,
+            });
+    }
+    for row in &read_rows {
+        let eventid: i32 = row.try_get(0).map_err(|e| fail(&e))?;
+        let mark = super::postgres_annotations::read_mark(row, 1).map_err(|e| fail(&e))?;
+        rows.reads.entry(eventid).or_default().push(mark);
+    }
+    Ok(rows)
+}
+
+/// The 0-based request a row belongs to.
+fn slot(row: &tokio_postgres::Row, n: usize) -> Result<usize, String> {
+    let k: i64 = row.try_get(0).map_err(|e| e.to_string())?;
+    usize::try_from(k - 1)
+        .ok()
+        .filter(|&k| k < n)
+        .ok_or_else(|| format!("page row for request {k} of {n}"))
+}
+
+/// Tells each request its page, or the batch's error.
+fn answer(requests: impl Iterator<Item = Request>, rows: Result<Rows, HistoryError>) {
+    let mut rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            for r in requests {
+                let _ = r.answer.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    for (k, r) in requests.enumerate() {
+        let mut newest_first = std::mem::take(&mut rows.messages[k]);
+        let has_more = newest_first.len() > r.limit;
+        newest_first.truncate(r.limit);
+        let page = Page {
+            messages: newest_first.into_iter().rev().map(Arc::new).collect(),
+            has_more,
+            reactions: std::mem::take(&mut rows.reactions[k]),
+            // Two requests of one chat in a batch (its tutor and its tutee) get the same marks.
+            reads: rows.reads.get(&r.eventid).cloned().unwrap_or_default(),
+        };
+        let _ = r.answer.send(Ok(page));
+    }
+}

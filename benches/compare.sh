@@ -50,7 +50,10 @@ start_server() {
 }
 
 load() {
-  taskset -c 1 ./target/release/chatgate-load --server "127.0.0.1:$PORT" --server-pid "$server" --label "$1" "${@:2}" \
+  # chatgate sends the history after every join: a join is done when it has arrived.
+  local history=()
+  case "$1" in chatgate*|before) history=(--await-history) ;; esac
+  taskset -c 1 ./target/release/chatgate-load --server "127.0.0.1:$PORT" --server-pid "$server" --label "$1" "${history[@]}" "${@:2}" \
     2>>"$out/summary.txt" | grep '^RESULT ' | sed 's/^RESULT //' >>"$out/results.jsonl"
 }
 

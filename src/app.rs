@@ -1,6 +1,7 @@
 //! Assembles the gateway from its settings: directory, authentication, the chat namespace, the
 //! Engine.IO endpoint and the demo page, and runs it until a shutdown signal.
 
+use crate::files::{Files, FilesConfig, StoreConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub enum StartError {
     Cluster(ClusterError),
     /// chatgate's tables could not be brought up to date, or are behind with `--migrate off`.
     Schema(MigrateError),
+    Files(crate::files::StoreError),
 }
 
 impl std::fmt::Display for StartError {
@@ -47,6 +49,7 @@ impl std::fmt::Display for StartError {
             StartError::History(e) => write!(f, "cannot start the history writer: {e}"),
             StartError::Cluster(e) => write!(f, "{e}"),
             StartError::Schema(e) => write!(f, "{e}"),
+            StartError::Files(e) => write!(f, "{e}"),
         }
     }
 }
@@ -119,6 +122,45 @@ pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
             History::postgres(config, pool(4)?, pool(1)?).map_err(StartError::History)?
         }
     }))
+}
+
+/// File sharing as the settings ask: off, or on with its store (metadata in the database if there
+/// is one, in memory with the demo directory).
+pub fn files(args: &ServeArgs) -> Result<Option<Arc<Files>>, StartError> {
+    if args.files == Switch::Off {
+        return Ok(None);
+    }
+    let mut store = args.file_store.clone();
+    if let StoreConfig::S3 {
+        endpoint, region, ..
+    } = &mut store
+    {
+        endpoint.clone_from(&args.s3_endpoint);
+        region.clone_from(&args.s3_region);
+    }
+    let (store, part_size) = crate::files::open_store(&store).map_err(StartError::Files)?;
+    let pool = match &args.database_url {
+        Some(url) => Some(
+            crate::directory::postgres::pool(
+                url,
+                4,
+                Duration::from_millis(args.db_connect_timeout_ms),
+            )
+            .map_err(StartError::Directory)?,
+        ),
+        None => None,
+    };
+    let config = FilesConfig {
+        path: args.files_path.clone(),
+        max_bytes: args.max_file_bytes,
+        quota_bytes: args.file_quota_bytes,
+        max_attachments: args.max_attachments,
+        idle_timeout: Duration::from_millis(args.upload_idle_timeout_ms),
+        grace: Duration::from_secs(args.unattached_file_grace_secs),
+        max_image_pixels: args.max_image_pixels,
+        max_uploads: args.max_concurrent_uploads,
+    };
+    Ok(Some(Arc::new(Files::new(config, store, part_size, pool))))
 }
 
 pub fn history_config(args: &ServeArgs) -> HistoryConfig {
@@ -194,11 +236,13 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
             .map_err(StartError::Cluster)?,
         ),
     };
+    let files = files(args)?;
     let chat = Chat::new(
-        directory,
+        directory.clone(),
         history.clone(),
         cluster.clone(),
-        auth,
+        files.clone(),
+        auth.clone(),
         ChatConfig {
             max_message_chars: args.max_message_chars,
             message_rate: RateLimit {
@@ -258,6 +302,11 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
             .route("/health", admin.clone())
             .route("/ready", admin.clone())
             .route("/metrics", admin);
+    }
+    if let Some(files) = files {
+        files.start_collector();
+        let endpoint = crate::files::endpoint::FilesEndpoint::new(files.clone(), directory, auth);
+        router = router.route(files.config.path.clone(), Arc::new(endpoint));
     }
     let router = router.route("/", Arc::new(DemoPage));
     Ok(Gateway {

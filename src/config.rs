@@ -302,6 +302,63 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_CLUSTER_MAX_LAG_MS", default_value_t = 500)]
     pub cluster_max_lag_ms: u64,
 
+    /// File sharing (docs/FILES.md): `on` serves `POST /files` and downloads, and lets messages
+    /// carry attachments; `off` refuses attachments.
+    #[arg(long, env = "CHATGATE_FILES", value_enum, default_value_t = Switch::On)]
+    pub files: Switch,
+
+    /// Where file uploads and downloads are served.
+    #[arg(long, env = "CHATGATE_FILES_PATH", default_value = "/files")]
+    pub files_path: String,
+
+    /// Where files are stored: `dir:PATH` (a local directory, created if missing) or
+    /// `s3://BUCKET` (any S3-compatible service; credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY). Nodes of a cluster need a store they share.
+    #[arg(
+        long,
+        env = "CHATGATE_FILE_STORE",
+        default_value = "dir:chatgate-files"
+    )]
+    pub file_store: crate::files::StoreConfig,
+
+    /// The S3 endpoint for an S3-compatible service other than AWS (e.g. http://127.0.0.1:9000).
+    #[arg(long, env = "CHATGATE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// The S3 region.
+    #[arg(long, env = "CHATGATE_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Largest file accepted, in bytes (refused with 413 as soon as it is passed).
+    #[arg(long, env = "CHATGATE_MAX_FILE_BYTES", default_value_t = 25 * 1024 * 1024, value_parser = at_least_one_u64)]
+    pub max_file_bytes: u64,
+
+    /// Bytes one user may upload in 24 hours (refused with 429 beyond).
+    #[arg(long, env = "CHATGATE_FILE_QUOTA_BYTES", default_value_t = 250 * 1024 * 1024, value_parser = at_least_one_u64)]
+    pub file_quota_bytes: u64,
+
+    /// Most files one message may carry.
+    #[arg(long, env = "CHATGATE_MAX_ATTACHMENTS", default_value_t = 10, value_parser = at_least_one)]
+    pub max_attachments: usize,
+
+    /// Milliseconds an upload may send nothing before it is cut off (408).
+    #[arg(long, env = "CHATGATE_UPLOAD_IDLE_TIMEOUT_MS", default_value_t = 30_000, value_parser = at_least_one_u64)]
+    pub upload_idle_timeout_ms: u64,
+
+    /// Seconds an uploaded file may wait to be attached to a message before it is deleted.
+    #[arg(long, env = "CHATGATE_UNATTACHED_FILE_GRACE_SECS", default_value_t = 86_400, value_parser = at_least_one_u64)]
+    pub unattached_file_grace_secs: u64,
+
+    /// Largest image accepted, in pixels (width x height); larger ones are refused without
+    /// being decoded.
+    #[arg(long, env = "CHATGATE_MAX_IMAGE_PIXELS", default_value_t = 50_000_000, value_parser = at_least_one_u64)]
+    pub max_image_pixels: u64,
+
+    /// Uploads in progress at once over all users (503 beyond); each holds at most two store
+    /// parts in memory (256 KiB each for a directory, 5 MiB for S3).
+    #[arg(long, env = "CHATGATE_MAX_CONCURRENT_UPLOADS", default_value_t = 32, value_parser = at_least_one)]
+    pub max_concurrent_uploads: usize,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]
@@ -329,7 +386,12 @@ pub struct MigrateArgs {
 /// A count that must be at least 1 (a queue, a page, a pool): refused at start with clap's error,
 /// instead of being quietly raised somewhere inside.
 fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
+    at_least_one_u64(text).and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+}
+
+/// A size or a time that must be at least 1.
+fn at_least_one_u64(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),

@@ -11,6 +11,8 @@
 //!   cluster-wide member counts and flow control across nodes.
 //! - [`history`]: stored messages (PostgreSQL group-commit writer, or memory for the demo),
 //!   receipts, reactions, edits and deletions; gives each message its id and place in its chat.
+//! - [`files`]: file sharing over HTTP (`POST /files`, downloads), bytes in an object store
+//!   (a directory or S3), metadata in PostgreSQL or memory; messages carry references.
 //! - [`directory`] answers who may join (PostgreSQL or the embedded demo), [`auth`] who a client
 //!   is (JWT or trust).
 //! - [`chat`]: the tutor/tutee chat (docs/PROTOCOL.md), as a namespace, on top of all of these.
@@ -51,6 +53,7 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod engine;
+pub mod files;
 pub mod history;
 pub mod http;
 pub mod migrate;

@@ -111,6 +111,31 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
              status := 'ok';
          END $$;",
     ),
+    (
+        4,
+        "file attachments",
+        // A message's attachments are kept with it as the JSON array it was delivered with, so a
+        // page reads back byte for byte as the live message did. `chatgate_file` holds every
+        // uploaded file's metadata (the bytes are in the file store); `attached_at` is set when a
+        // message takes the file, and files never attached are deleted after a grace period.
+        "ALTER TABLE chatgate_message ADD COLUMN attachments text;
+         CREATE TABLE chatgate_file (
+             file_id      text PRIMARY KEY,
+             eventid      integer NOT NULL,
+             userid       integer NOT NULL,
+             name         text NOT NULL,
+             size         bigint NOT NULL,
+             content_type text NOT NULL,
+             sha256       text NOT NULL,
+             created_at   timestamptz NOT NULL,
+             attached_at  timestamptz,
+             message_id   bigint,
+             thumbnail    boolean NOT NULL DEFAULT false
+         );
+         CREATE INDEX chatgate_file_unattached ON chatgate_file (created_at)
+             WHERE attached_at IS NULL;
+         CREATE INDEX chatgate_file_quota ON chatgate_file (userid, created_at);",
+    ),
 ];
 
 /// The schema version this build needs.

@@ -69,6 +69,7 @@ fn apply(
     ack: Option<u64>,
 ) -> Dispatch {
     let history = chat.history.clone();
+    let files = chat.files.clone();
     let audit = chat.config.edit_audit;
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
@@ -117,5 +118,12 @@ fn apply(
             broadcast(&socket, &member.room, event, &payload, true);
         }
         answer(&socket, ack, &payload);
+        // A deleted message's files go with it.
+        if let (Some(files), Some(attachments)) = (files, done.attachments) {
+            let ids = crate::files::attachment_ids(&attachments);
+            if !ids.is_empty() {
+                tokio::spawn(async move { files.delete(&ids).await });
+            }
+        }
     }))
 }

@@ -59,6 +59,14 @@ pub enum ChatError {
     },
     /// The event's payload is present but not a JSON object.
     BadPayload,
+    /// `attachments` is not a list of distinct file ids, or has too many.
+    BadAttachments {
+        max: usize,
+    },
+    /// A file named in `attachments` cannot be attached (`why` says which and why).
+    AttachmentRefused {
+        why: String,
+    },
 }
 
 impl ChatError {
@@ -92,6 +100,8 @@ impl ChatError {
             ChatError::FailedToSave { .. } => 24,
             ChatError::TooManyReactions => 25,
             ChatError::BadPayload => 26,
+            ChatError::BadAttachments { .. } => 27,
+            ChatError::AttachmentRefused { .. } => 28,
         }
     }
 
@@ -146,6 +156,10 @@ impl ChatError {
             }
             ChatError::FailedToSave { what } => format!("Failed to save {what}: try again"),
             ChatError::BadPayload => "Invalid payload: must be an object".into(),
+            ChatError::BadAttachments { max } => format!(
+                "Invalid attachments: must be a list of at most {max} different file ids from POST /files"
+            ),
+            ChatError::AttachmentRefused { why } => format!("Attachment refused: {why}"),
             ChatError::TooManyReactions => format!(
                 "Too many reactions: at most {} per user on one message",
                 crate::history::annotations::MAX_REACTIONS_PER_USER
@@ -212,6 +226,8 @@ mod tests {
             FailedToSave { what: "reaction" },
             TooManyReactions,
             BadPayload,
+            BadAttachments { max: 10 },
+            AttachmentRefused { why: "x".into() },
         ];
         assert_eq!(all.len(), crate::chat::metrics::ERROR_KINDS.len());
         for e in all {

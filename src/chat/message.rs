@@ -41,6 +41,9 @@ pub(crate) struct ReceiveMessage<'a> {
     /// The emojis the member the page is for reacted with.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub my_reactions: Vec<&'a str>,
+    /// `[{file_id, name, size, content_type, url}]`, as sent (docs/FILES.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<&'a RawValue>,
 }
 
 impl<'a> ReceiveMessage<'a> {
@@ -59,6 +62,12 @@ impl<'a> ReceiveMessage<'a> {
             deleted_at: m.deleted_at.map(format_timestamp),
             reactions: None,
             my_reactions: Vec::new(),
+            // Stored as the JSON it was delivered with; a tombstone has none.
+            attachments: m
+                .attachments
+                .as_deref()
+                .filter(|_| m.deleted_at.is_none())
+                .and_then(|a| serde_json::from_str(a).ok()),
         }
     }
 }
@@ -110,14 +119,31 @@ fn try_send(
     if payload::present(fields.eventid) && payload::id(fields.eventid) != Some(member.eventid) {
         return Err(ChatError::EventIdMismatch);
     }
-    let message = text(chat, fields.message)?;
+    let attachments = attachment_ids(chat, fields.attachments)?;
+    let message = if attachments.is_empty() {
+        text(chat, fields.message)?
+    } else {
+        // With attachments the text may be empty (a photo without a caption).
+        caption(chat, fields.message)?
+    };
+    if !attachments.is_empty() {
+        return attach_and_send(chat, socket, member, message, attachments, ack);
+    }
     // Flow control: when the cluster's publish queue is full while Redis is up, or the history
     // writer's queue is full while the database keeps up, the sender waits for room (its later
     // packets wait behind it) rather than having its message lost to the other nodes or to history.
     let publish_room = chat.cluster.as_ref().and_then(|c| c.wait_for_room());
     if publish_room.is_none() {
         if let Slot::Now(reservation) = chat.history.reserve() {
-            deliver(&chat.history, socket, &member, message, ack, reservation);
+            deliver(
+                &chat.history,
+                socket,
+                &member,
+                message,
+                None,
+                ack,
+                reservation,
+            );
             return Ok(Dispatch::Done);
         }
     }
@@ -131,7 +157,97 @@ fn try_send(
             Slot::Now(reservation) => reservation,
             Slot::Later(wait) => wait.await,
         };
-        deliver(&history, &socket, &member, message, ack, reservation);
+        deliver(&history, &socket, &member, message, None, ack, reservation);
+    })))
+}
+
+/// `attachments`: absent or `null` (none), or an array of distinct file ids, at most
+/// `--max-attachments`.
+fn attachment_ids(chat: &Chat, raw: Option<&RawValue>) -> Result<Vec<String>, ChatError> {
+    let max = chat.files.as_ref().map_or(0, |f| f.config.max_attachments);
+    let Some(raw) = raw.filter(|r| r.get().trim() != "null") else {
+        return Ok(Vec::new());
+    };
+    let bad = ChatError::BadAttachments { max };
+    let ids: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| bad.clone())?;
+    if chat.files.is_none() && !ids.is_empty() {
+        return Err(ChatError::AttachmentRefused {
+            why: "file sharing is off on this server".into(),
+        });
+    }
+    let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
+    if ids.len() > max || !distinct || !ids.iter().all(|id| crate::files::is_file_id(id)) {
+        return Err(bad);
+    }
+    Ok(ids)
+}
+
+/// The text of a message with attachments: absent, or a string within the length limit (blank
+/// allowed).
+fn caption(chat: &Chat, raw: Option<&RawValue>) -> Result<String, ChatError> {
+    match payload::string(raw).map_err(|_| ChatError::MessageNotText)? {
+        None => Ok(String::new()),
+        Some(t) if t.trim().is_empty() => Ok(String::new()),
+        Some(_) => text(chat, raw),
+    }
+}
+
+/// A message with attachments: the files are claimed first (each must be this user's upload to
+/// this chat, not attached yet), then the message goes like any other, carrying them.
+fn attach_and_send(
+    chat: &Chat,
+    socket: &Arc<Socket>,
+    member: Arc<Membership>,
+    message: String,
+    ids: Vec<String>,
+    ack: Option<u64>,
+) -> Result<Dispatch, ChatError> {
+    let Some(files) = chat.files.clone() else {
+        return Err(ChatError::AttachmentRefused {
+            why: "file sharing is off on this server".into(),
+        });
+    };
+    let history = chat.history.clone();
+    let cluster = chat.cluster.clone();
+    let socket = socket.clone();
+    Ok(Dispatch::Pending(Box::pin(async move {
+        use crate::files::ClaimRefusal;
+        let attachments = match files.claim(member.eventid, member.userid, &ids).await {
+            Ok(Ok(attachments)) => attachments,
+            Ok(Err(refusal)) => {
+                let why = match refusal {
+                    ClaimRefusal::Unknown(id) => format!("file {id} was not found"),
+                    ClaimRefusal::NotYours(id) => {
+                        format!("file {id} was not uploaded to this chat by you")
+                    }
+                    ClaimRefusal::AlreadyAttached(id) => {
+                        format!("file {id} is already attached to a message")
+                    }
+                };
+                refuse(&socket, ack, ChatError::AttachmentRefused { why });
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, eventid = member.eventid, "attachments not claimed");
+                refuse(
+                    &socket,
+                    ack,
+                    ChatError::FailedToSave {
+                        what: "the message's attachments",
+                    },
+                );
+                return;
+            }
+        };
+        let json = serde_json::to_string(&attachments).ok().map(Arc::from);
+        if let Some(room) = cluster.as_ref().and_then(|c| c.wait_for_room()) {
+            room.await;
+        }
+        let reservation = match history.reserve() {
+            Slot::Now(reservation) => reservation,
+            Slot::Later(wait) => wait.await,
+        };
+        deliver(&history, &socket, &member, message, json, ack, reservation);
     })))
 }
 
@@ -150,12 +266,7 @@ pub(crate) fn text(chat: &Chat, raw: Option<&RawValue>) -> Result<String, ChatEr
     Ok(message.into_owned())
 }
 
-/// Now, to the microsecond, as PostgreSQL keeps times: a stored time reads back exactly as sent.
-pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
-    let now = chrono::Utc::now();
-    now.with_nanosecond(now.nanosecond() / 1000 * 1000)
-        .unwrap_or(now)
-}
+pub(crate) use crate::history::now;
 
 /// Gives the message its id and place in the chat's order, delivers it to the room, then hands it
 /// to the history (the order lock held from the id to the store: see `History::order`).
@@ -164,6 +275,7 @@ fn deliver(
     socket: &Arc<Socket>,
     member: &Membership,
     message: String,
+    attachments: Option<Arc<str>>,
     ack: Option<u64>,
     reservation: Reservation<'_>,
 ) {
@@ -179,6 +291,7 @@ fn deliver(
         created_at,
         edited_at: None,
         deleted_at: None,
+        attachments,
     };
     let payload = Encoded::new(&ReceiveMessage::of(&stored));
     // Encoded once; every member's queue gets the same buffer.

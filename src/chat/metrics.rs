@@ -39,7 +39,7 @@ pub const EVENTS_OUT: [&str; 12] = [
 ];
 
 /// `chat-error` kinds, in the order of `ChatError::kind`.
-pub const ERROR_KINDS: [&str; 27] = [
+pub const ERROR_KINDS: [&str; 29] = [
     "Missing eventid or userid",
     "Event not found",
     "Unauthorized: You are not part of this event",
@@ -67,6 +67,8 @@ pub const ERROR_KINDS: [&str; 27] = [
     "Failed to save",
     "Too many reactions",
     "Invalid payload",
+    "Invalid attachments",
+    "Attachment refused",
 ];
 
 pub struct ChatMetrics {

@@ -66,6 +66,8 @@ pub struct Chat {
     pub(crate) history: Arc<History>,
     /// In cluster mode: member counts across nodes, and flow control for messages.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// File sharing (`--files on`): attachments are claimed through it.
+    pub(crate) files: Option<Arc<crate::files::Files>>,
     pub(crate) auth: AuthMode,
     pub(crate) config: ChatConfig,
 }
@@ -89,6 +91,7 @@ impl Chat {
         directory: Arc<dyn Directory>,
         history: Arc<History>,
         cluster: Option<Arc<Cluster>>,
+        files: Option<Arc<crate::files::Files>>,
         auth: AuthMode,
         config: ChatConfig,
     ) -> Arc<Chat> {
@@ -96,6 +99,7 @@ impl Chat {
             directory,
             history,
             cluster,
+            files,
             auth,
             config,
         })

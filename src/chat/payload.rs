@@ -29,6 +29,8 @@ pub struct Fields<'a> {
     pub emoji: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub action: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub attachments: Option<&'a RawValue>,
 }
 
 /// The first argument of an event was present but not a JSON object (a string, a number, `null`,

@@ -1,8 +1,6 @@
 //! `RequestError`: every way an Engine.IO HTTP request is refused, and the one place that turns each
 //! into the status and JSON body the Engine.IO specification gives.
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
 /// Why an Engine.IO HTTP request was refused. Codes 0-5 are the reference server's, which clients and
@@ -82,13 +80,13 @@ impl RequestError {
     }
 
     /// The HTTP response: status plus `{"code":N,"message":"..."}`.
-    pub fn response(self) -> Response<Full<Bytes>> {
+    pub fn response(self) -> Response<crate::http::Body> {
         let body = format!(
             r#"{{"code":{},"message":"{}"}}"#,
             self.code(),
             self.message()
         );
-        let mut response = Response::new(Full::new(Bytes::from(body)));
+        let mut response = Response::new(crate::http::full(body));
         *response.status_mut() = self.status();
         response.headers_mut().insert(
             hyper::header::CONTENT_TYPE,

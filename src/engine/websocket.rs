@@ -92,7 +92,7 @@ pub(super) fn upgrade<H: Handler>(
     // when last measured): keep big, rarely used states boxed.
     tokio::spawn(task);
 
-    let mut response = Response::new(Body::default());
+    let mut response = Response::new(crate::http::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

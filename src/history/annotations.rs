@@ -4,6 +4,7 @@
 //! stores refuse the same things with the same errors.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -92,10 +93,12 @@ pub enum ChangeKind {
 
 /// After a deletion: when it was deleted, and whether by this request (deleting twice answers
 /// the first deletion's time and changes nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deleted {
     pub at: DateTime<Utc>,
     pub now: bool,
+    /// The attachments the message had until this deletion (their files are to be deleted).
+    pub attachments: Option<Arc<str>>,
 }
 
 /// Most reactions one user may have on one message. A chat has two users, so a message carries at

@@ -163,7 +163,11 @@ impl MemoryStore {
         };
         check(&target, c)?;
         if let Some(at) = old.deleted_at {
-            return Ok(Deleted { at, now: false });
+            return Ok(Deleted {
+                at,
+                now: false,
+                attachments: None,
+            });
         }
         // The audit trail is a database table; the demo keeps no old text either way.
         let mut new = StoredMessage::clone(old);
@@ -178,10 +182,15 @@ impl MemoryStore {
                 chat.reactions.remove(&c.message_id);
             }
         }
+        let attachments = match c.kind {
+            ChangeKind::Delete => new.attachments.take(),
+            ChangeKind::Edit { .. } => None,
+        };
         chat.messages[i] = Arc::new(new);
         Ok(Deleted {
             at: c.at,
             now: true,
+            attachments,
         })
     }
 
@@ -230,6 +239,7 @@ pub(super) mod tests {
             created_at: chrono::Utc::now(),
             edited_at: None,
             deleted_at: None,
+            attachments: None,
         }
     }
 

@@ -74,8 +74,19 @@ pub struct StoredMessage {
     /// Microsecond precision (PostgreSQL's), so a stored message reads back exactly as delivered.
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
-    /// A deleted message is a tombstone: no text, no reactions.
+    /// A deleted message is a tombstone: no text, no reactions, no attachments.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The message's attachments as the JSON array it was delivered with (`None`: none), kept as
+    /// text so that a page reads back byte for byte as the live message did.
+    pub attachments: Option<Arc<str>>,
+}
+
+/// Now, to the microsecond, as PostgreSQL keeps times: a stored time reads back exactly as sent.
+pub fn now() -> DateTime<Utc> {
+    use chrono::Timelike;
+    let now = Utc::now();
+    now.with_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
 }
 
 /// Told whether a message was kept: `true` once stored (or at once when history is off), `false`

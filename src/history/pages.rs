@@ -29,7 +29,7 @@ pub const MAX_BATCH: usize = 64;
 
 /// The pages: `r.k` is the request's place in the batch (1-based), newest message first.
 const MESSAGES: &str = "SELECT r.k, m.id, m.userid, m.role, m.sender_name, m.message, \
-         m.created_at, m.edited_at, m.deleted_at \
+         m.created_at, m.edited_at, m.deleted_at, m.attachments \
      FROM unnest($1::integer[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(eventid, before, take, k) \
      CROSS JOIN LATERAL ( \
          SELECT * FROM chatgate_message c \
@@ -227,6 +227,10 @@ async fn read(pool: &Pool, keys: &Keys) -> Result<Rows, HistoryError> {
             created_at: row.try_get::<_, DateTime<Utc>>(6).map_err(|e| fail(&e))?,
             edited_at: row.try_get(7).map_err(|e| fail(&e))?,
             deleted_at: row.try_get(8).map_err(|e| fail(&e))?,
+            attachments: row
+                .try_get::<_, Option<&str>>(9)
+                .map_err(|e| fail(&e))?
+                .map(Arc::from),
         });
     }
     for row in &reaction_rows {

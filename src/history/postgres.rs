@@ -21,9 +21,9 @@ use super::{HistoryConfig, HistoryError, OnStored, Page, StoredMessage};
 use crate::directory::LatencyHistogram;
 
 const INSERT: &str = "INSERT INTO chatgate_message \
-     (id, eventid, userid, role, sender_name, message, created_at) \
+     (id, eventid, userid, role, sender_name, message, created_at, attachments) \
      SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], $5::text[], \
-                          $6::text[], $7::timestamptz[]) \
+                          $6::text[], $7::timestamptz[], $8::text[]) \
      ON CONFLICT (id) DO NOTHING";
 
 pub struct Queued {
@@ -477,7 +477,7 @@ impl Writer {
 const COPY_FROM: usize = 64;
 
 const COPY: &str = "COPY chatgate_message \
-     (id, eventid, userid, role, sender_name, message, created_at) FROM STDIN BINARY";
+     (id, eventid, userid, role, sender_name, message, created_at, attachments) FROM STDIN BINARY";
 
 /// The fast path: binary COPY, which PostgreSQL ingests with the least work per row.
 async fn copy(
@@ -497,6 +497,7 @@ async fn copy(
             Type::TEXT,
             Type::TEXT,
             Type::TIMESTAMPTZ,
+            Type::TEXT,
         ],
     );
     tokio::pin!(writer);
@@ -514,6 +515,7 @@ async fn copy(
                 &name,
                 &m.message,
                 &m.created_at,
+                &m.attachments.as_deref(),
             ])
             .await?;
     }
@@ -533,6 +535,7 @@ async fn insert_new(
     let mut names = Vec::with_capacity(batch.len());
     let mut texts = Vec::with_capacity(batch.len());
     let mut times = Vec::with_capacity(batch.len());
+    let mut attachments = Vec::with_capacity(batch.len());
     for q in batch {
         let m = &q.message;
         ids.push(m.id);
@@ -542,11 +545,21 @@ async fn insert_new(
         names.push(&*m.sender_name);
         texts.push(m.message.as_str());
         times.push(m.created_at);
+        attachments.push(m.attachments.as_deref());
     }
     client
         .execute(
             &statement,
-            &[&ids, &eventids, &userids, &roles, &names, &texts, &times],
+            &[
+                &ids,
+                &eventids,
+                &userids,
+                &roles,
+                &names,
+                &texts,
+                &times,
+                &attachments,
+            ],
         )
         .await
         .map(|_| ())

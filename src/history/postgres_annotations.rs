@@ -9,6 +9,7 @@
 //! per member, and the upsert only ever moves a mark forward, whichever node wrote first.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -89,7 +90,11 @@ const AUDIT: &str = "INSERT INTO chatgate_message_audit \
      SELECT id, eventid, userid, $2, message, $3 FROM chatgate_message WHERE id = $1";
 const EDIT: &str = "UPDATE chatgate_message SET message = $2, edited_at = $3 WHERE id = $1";
 const UNREACT: &str = "DELETE FROM chatgate_reaction WHERE message_id = $1";
-const DELETE: &str = "UPDATE chatgate_message SET message = '', deleted_at = $2 WHERE id = $1";
+/// Answers the attachments the message had (the row is locked: the subquery sees them).
+const DELETE: &str =
+    "UPDATE chatgate_message m SET message = '', deleted_at = $2, attachments = NULL \
+     FROM (SELECT attachments FROM chatgate_message WHERE id = $1) old \
+     WHERE m.id = $1 RETURNING old.attachments";
 
 /// Edits or deletes a message; a deletion answers when it was deleted. Every statement is
 /// prepared once per connection (`prepare_cached`), not on each use.
@@ -99,7 +104,11 @@ pub async fn change(pool: &Pool, c: &Change) -> Result<Deleted, ChangeError> {
     let target = lock(&tx, c.eventid, c.message_id).await?;
     check(&target, c)?;
     if let Some(at) = target.deleted_at {
-        return Ok(Deleted { at, now: false });
+        return Ok(Deleted {
+            at,
+            now: false,
+            attachments: None,
+        });
     }
     if c.audit {
         let action = match c.kind {
@@ -111,10 +120,13 @@ pub async fn change(pool: &Pool, c: &Change) -> Result<Deleted, ChangeError> {
             .await
             .map_err(unavailable)?;
     }
-    match &c.kind {
+    let attachments = match &c.kind {
         ChangeKind::Edit { text, .. } => {
             let edit = tx.prepare_cached(EDIT).await.map_err(unavailable)?;
-            tx.execute(&edit, &[&c.message_id, text, &c.at]).await
+            tx.execute(&edit, &[&c.message_id, text, &c.at])
+                .await
+                .map_err(unavailable)?;
+            None
         }
         ChangeKind::Delete => {
             // Nothing of a deleted message is kept but the tombstone (and the audit copy, if asked).
@@ -123,14 +135,20 @@ pub async fn change(pool: &Pool, c: &Change) -> Result<Deleted, ChangeError> {
                 .await
                 .map_err(unavailable)?;
             let delete = tx.prepare_cached(DELETE).await.map_err(unavailable)?;
-            tx.execute(&delete, &[&c.message_id, &c.at]).await
+            let row = tx
+                .query_one(&delete, &[&c.message_id, &c.at])
+                .await
+                .map_err(unavailable)?;
+            row.try_get::<_, Option<String>>(0)
+                .map_err(unavailable)?
+                .map(Arc::from)
         }
-    }
-    .map_err(unavailable)?;
+    };
     tx.commit().await.map_err(unavailable)?;
     Ok(Deleted {
         at: c.at,
         now: true,
+        attachments,
     })
 }
 

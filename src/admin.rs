@@ -26,6 +26,7 @@ pub struct Admin {
     cluster: Option<Arc<Cluster>>,
     shutting_down: Arc<AtomicBool>,
     engine: Arc<Engine<SocketIo>>,
+    files: Option<Arc<crate::files::Files>>,
 }
 
 /// Writes one Prometheus histogram of durations.
@@ -47,6 +48,7 @@ impl Admin {
         cluster: Option<Arc<Cluster>>,
         shutting_down: Arc<AtomicBool>,
         engine: Arc<Engine<SocketIo>>,
+        files: Option<Arc<crate::files::Files>>,
     ) -> Admin {
         Admin {
             directory,
@@ -54,6 +56,7 @@ impl Admin {
             cluster,
             shutting_down,
             engine,
+            files,
         }
     }
 
@@ -179,6 +182,54 @@ impl Admin {
                 "Batches the history pages were read in: pages asked for at once share one.",
                 &[(String::new(), writer.page_batches as f64)],
             );
+        }
+        if let Some(files) = &self.files {
+            use std::sync::atomic::Ordering::Relaxed;
+            let s = &files.stats;
+            for (name, help, value) in [
+                (
+                    "chatgate_files_uploaded_total",
+                    "Files uploaded and stored.",
+                    &s.uploads,
+                ),
+                (
+                    "chatgate_files_uploaded_bytes_total",
+                    "Bytes of the files uploaded.",
+                    &s.uploaded_bytes,
+                ),
+                (
+                    "chatgate_files_refused_total",
+                    "File requests answered with an error.",
+                    &s.refused,
+                ),
+                (
+                    "chatgate_files_downloads_total",
+                    "File and thumbnail downloads served.",
+                    &s.downloads,
+                ),
+                (
+                    "chatgate_files_downloaded_bytes_total",
+                    "Bytes of files and thumbnails sent.",
+                    &s.downloaded_bytes,
+                ),
+                (
+                    "chatgate_files_deleted_total",
+                    "Files deleted (with their message, or never attached).",
+                    &s.deleted,
+                ),
+                (
+                    "chatgate_files_thumbnails_total",
+                    "Thumbnails made.",
+                    &s.thumbnails,
+                ),
+            ] {
+                family(
+                    name,
+                    "counter",
+                    help,
+                    &[(String::new(), value.load(Relaxed) as f64)],
+                );
+            }
         }
         if let Some(cluster) = &self.cluster {
             use std::sync::atomic::Ordering::Relaxed;

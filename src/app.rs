@@ -132,11 +132,17 @@ pub fn files(args: &ServeArgs) -> Result<Option<Arc<Files>>, StartError> {
     }
     let mut store = args.file_store.clone();
     if let StoreConfig::S3 {
-        endpoint, region, ..
+        endpoint,
+        region,
+        key_id,
+        secret,
+        ..
     } = &mut store
     {
         endpoint.clone_from(&args.s3_endpoint);
         region.clone_from(&args.s3_region);
+        key_id.clone_from(&args.s3_access_key_id);
+        secret.clone_from(&args.s3_secret_access_key);
     }
     let (store, part_size) = crate::files::open_store(&store).map_err(StartError::Files)?;
     let pool = match &args.database_url {
@@ -291,6 +297,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         cluster,
         shutting_down.clone(),
         engine.clone(),
+        files.clone(),
     ));
     let admin_router = Router::new()
         .route("/health", admin.clone())

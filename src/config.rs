@@ -329,6 +329,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
 
+    /// The S3 access key id (better given in the environment than on the command line).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// The S3 secret access key (better given in the environment than on the command line).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
     /// Largest file accepted, in bytes (refused with 413 as soon as it is passed).
     #[arg(long, env = "CHATGATE_MAX_FILE_BYTES", default_value_t = 25 * 1024 * 1024, value_parser = at_least_one_u64)]
     pub max_file_bytes: u64,

@@ -51,9 +51,7 @@ impl Endpoint for FilesEndpoint {
             match self.route(req).await {
                 Ok(response) => response,
                 Err(e) => {
-                    if e.status() != 404 {
-                        self.files.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    }
+                    self.files.stats.refused.fetch_add(1, Ordering::Relaxed);
                     error_response(&e)
                 }
             }

@@ -59,12 +59,15 @@ pub struct FilesConfig {
 pub enum StoreConfig {
     /// A local directory (one node, or nodes sharing a network file system).
     Dir(std::path::PathBuf),
-    /// An S3-compatible bucket; credentials from the standard `AWS_ACCESS_KEY_ID` and
-    /// `AWS_SECRET_ACCESS_KEY` environment variables.
+    /// An S3-compatible bucket; credentials from `--s3-access-key-id` and
+    /// `--s3-secret-access-key` (or the standard `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// environment variables).
     S3 {
         bucket: String,
         endpoint: Option<String>,
         region: String,
+        key_id: Option<String>,
+        secret: Option<String>,
     },
 }
 
@@ -90,6 +93,8 @@ impl std::str::FromStr for StoreConfig {
                 bucket: bucket.into(),
                 endpoint: None,
                 region: "us-east-1".into(),
+                key_id: None,
+                secret: None,
             });
         }
         Err(format!(
@@ -127,10 +132,17 @@ pub fn open_store(config: &StoreConfig) -> Result<(Arc<dyn ObjectStore>, usize),
             bucket,
             endpoint,
             region,
+            key_id,
+            secret,
         } => {
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_region(region);
+            if let (Some(key_id), Some(secret)) = (key_id, secret) {
+                builder = builder
+                    .with_access_key_id(key_id)
+                    .with_secret_access_key(secret);
+            }
             if let Some(endpoint) = endpoint {
                 builder = builder
                     .with_endpoint(endpoint)

@@ -436,6 +436,43 @@ const scenarios = {
     }
     console.log(`stored id ${ack.id}`);
   },
+
+  // File sharing (docs/FILES.md) as a web client does it: upload with fetch and FormData, send
+  // the file id with the message, the other member downloads from the url it got.
+  async attachments() {
+    const tutor = await client();
+    const tutee = await client();
+    await join(tutor, 101, 1, "tutor");
+    await join(tutee, 101, 2, "tutee");
+    const bytes = new TextEncoder().encode("Exercise 1: integrate x² from 0 to 1.\n");
+    const form = new FormData();
+    form.append("file", new Blob([bytes], { type: "text/plain" }), "exercise 1.txt");
+    const up = await fetch(`${url}/files?eventid=101&userid=1`, { method: "POST", body: form });
+    if (up.status !== 201) fail(`upload: ${up.status} ${await up.text()}`);
+    const file = await up.json();
+    equal(file.name, "exercise 1.txt", "name");
+    equal(file.size, bytes.length, "size");
+    equal(file.content_type, "text/plain", "content_type");
+
+    const atTutee = next(tutee, "receive-message");
+    const [acked] = await ask(tutor, "send-message", { message: "Homework", attachments: [file.file_id] });
+    const [m] = await atTutee;
+    equal(acked, m, "the ack carries the delivered message");
+    equal(m.attachments, [{ file_id: file.file_id, name: "exercise 1.txt", size: bytes.length,
+      content_type: "text/plain", url: file.url }], "attachments");
+
+    const down = await fetch(`${url}${m.attachments[0].url}?userid=2`);
+    if (down.status !== 200) fail(`download: ${down.status}`);
+    equal(new Uint8Array(await down.arrayBuffer()).join(), bytes.join(), "downloaded bytes");
+    equal(down.headers.get("x-content-type-options"), "nosniff", "nosniff");
+    if (!down.headers.get("content-disposition").startsWith("attachment;")) fail("text is not inline");
+
+    const [again] = await ask(tutor, "send-message", { message: "again", attachments: [file.file_id] });
+    equal(again, { error: `Attachment refused: file ${file.file_id} is already attached to a message` }, "ack error");
+    const [history] = await ask(tutee, "load-history", {});
+    equal(history.messages.at(-1), m, "history has it as delivered");
+    for (const s of [tutor, tutee]) s.close();
+  },
 };
 
 const main = scenarios[scenario];

@@ -33,6 +33,7 @@ impl Running {
 pub async fn start(args: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatgate"))
         .args(["--listen", "127.0.0.1:0"])
+        .args(super::file_store_flag(args))
         .args(args)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())

@@ -8,6 +8,7 @@ pub mod echo_app;
 pub mod proxy;
 pub mod raw;
 pub mod redis_server;
+pub mod s3_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,10 +73,32 @@ pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// A new empty directory under the system's temporary directory.
+pub fn temp_dir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("chatgate-test-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+/// `--file-store dir:<a new temporary directory>` unless `flags` name a store: tests never write
+/// into the checkout.
+pub fn file_store_flag(flags: &[&str]) -> Vec<String> {
+    if flags.contains(&"--file-store") {
+        return Vec::new();
+    }
+    let dir = temp_dir("files");
+    vec!["--file-store".into(), format!("dir:{}", dir.display())]
+}
+
 /// The chat gateway on a database, assembled in-process from command-line flags.
 pub async fn chat_gateway(db_url: &str, flags: &[&str]) -> TestServer {
     use clap::Parser;
+    let store = file_store_flag(flags);
     let mut argv = vec!["chatgate", "--database-url", db_url];
+    argv.extend(store.iter().map(String::as_str));
     argv.extend_from_slice(flags);
     let args = chatgate::config::Cli::parse_from(argv).serve;
     let directory = chatgate::app::directory(&args).expect("directory");

@@ -1,9 +1,40 @@
 // The demo page in a real headless browser (Debian's chromium driven by playwright-core): a tutor
 // and a tutee join event 101 from two pages, see each other's typing indicator and messages, then
-// the page's read ticks, a reaction, an edit and a deletion.
+// the page's read ticks, a reaction, an edit, a deletion and a picture attached with 📎.
 // Usage: node demo_page.mjs URL SCREENSHOT_PATH
+import { deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { fail, run } from "./lib.mjs";
+
+/** A PNG of w x h blue pixels. */
+function png(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 6, 0, 0, 0], 8);
+  const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(w * 4, Buffer.from([30, 60, 200, 255]))]);
+  const raw = Buffer.concat(Array.from({ length: h }, () => row));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr), chunk("IDAT", deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
+}
 
 const [url, screenshot] = process.argv.slice(2);
 
@@ -114,6 +145,18 @@ run(async () => {
         fail(`messages shown at the end: ${JSON.stringify(texts)}`);
       }
     }
+    // A file: the tutor attaches a picture (📎), the tutee's page shows it inline.
+    await tutor.fill("#text", "Here is the graph");
+    await tutor.setInputFiles("#file", { name: "graph.png", mimeType: "image/png", buffer: png(120, 80) });
+    for (const page of [tutor, tutee]) {
+      await page.waitForFunction(() => {
+        const img = document.querySelector('.msg img[alt="graph.png"]');
+        return img && img.complete && img.naturalWidth === 120 && img.naturalHeight === 80;
+      }, null, { timeout: 10000 });
+      const caption = await page.textContent('.msg:has(img[alt="graph.png"]) .text');
+      if (caption !== "Here is the graph") fail(`caption shown as ${JSON.stringify(caption)}`);
+    }
+
     const errors = await tutee.$$eval(".error", (els) => els.map((e) => e.textContent));
     if (errors.length) fail(`chat errors shown: ${JSON.stringify(errors)}`);
 

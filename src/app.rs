@@ -312,7 +312,12 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     }
     if let Some(files) = files {
         files.start_collector();
-        let endpoint = crate::files::endpoint::FilesEndpoint::new(files.clone(), directory, auth);
+        let endpoint = crate::files::endpoint::FilesEndpoint::new(
+            files.clone(),
+            directory,
+            auth,
+            OriginPolicy::new(args.cors_origins.iter().cloned()),
+        );
         router = router.route(files.config.path.clone(), Arc::new(endpoint));
     }
     let router = router.route("/", Arc::new(DemoPage));

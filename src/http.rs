@@ -44,6 +44,24 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
+/// The answer to a CORS preflight (the origin itself was checked by the caller).
+pub fn preflight<B>(req: &hyper::Request<B>) -> Response<Body> {
+    let mut r = response(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}
+
 /// A browser origin that the policy does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForeignOrigin;

@@ -927,3 +927,61 @@ async fn files_cross_nodes_on_an_s3_compatible_store() {
     until_status(b.addr(), &format!("/files/{id}?userid=1"), 404).await;
     assert!(s3.keys().await.is_empty(), "{:?}", s3.keys().await);
 }
+
+#[tokio::test]
+async fn a_web_app_on_another_origin_uploads_with_cors() {
+    let db = TestDb::create().await;
+    let flags = ["--auth", "trust", "--cors-origin", "https://app.example"];
+    let server = support::chat_gateway(&db.url(), &flags).await;
+    let addr = server.addr;
+    let preflight = http(
+        addr,
+        "OPTIONS",
+        "/files?eventid=101&userid=1",
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("authorization")
+    );
+    let up = http(
+        addr,
+        "POST",
+        "/files?eventid=101&userid=1&name=a.txt",
+        &[
+            ("Origin", "https://app.example"),
+            ("Content-Type", "text/plain"),
+        ],
+        b"from the web app",
+    )
+    .await;
+    assert_eq!(up.status, 201, "{}", up.text());
+    assert_eq!(
+        up.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let foreign = http(
+        addr,
+        "POST",
+        "/files?eventid=101&userid=1&name=a.txt",
+        &[
+            ("Origin", "https://evil.example"),
+            ("Content-Type", "text/plain"),
+        ],
+        b"from elsewhere",
+    )
+    .await;
+    assert_eq!(foreign.status, 403, "{}", foreign.text());
+    assert!(foreign.header("access-control-allow-origin").is_none());
+}

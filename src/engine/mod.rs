@@ -234,7 +234,7 @@ impl<H: Handler> Engine<H> {
             Err(http::ForeignOrigin) => return RequestError::Forbidden.response(),
         };
         let mut response = if req.method() == Method::OPTIONS {
-            preflight(&req)
+            http::preflight(&req)
         } else {
             match self.route(req, remote).await {
                 Ok(r) => r,
@@ -439,23 +439,4 @@ impl<H: Handler> Engine<H> {
         tracing::debug!(sid = %entry.session.sid(), %reason, "session closed");
         self.handler.close(&entry.conn, reason);
     }
-}
-
-/// The answer to a CORS preflight (the origin itself was checked by the caller).
-fn preflight(req: &Request<Incoming>) -> Response<Body> {
-    use hyper::header::{self, HeaderValue};
-    let mut r = http::response(StatusCode::NO_CONTENT, "text/plain", bytes::Bytes::new());
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
-    }
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    r
 }

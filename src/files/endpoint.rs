@@ -33,14 +33,23 @@ pub struct FilesEndpoint {
     files: Arc<Files>,
     directory: Arc<dyn Directory>,
     auth: AuthMode,
+    /// The same browser origins as the Socket.IO endpoint (`--cors-origin`): a web app served
+    /// elsewhere uploads and downloads with CORS.
+    origins: http::OriginPolicy,
 }
 
 impl FilesEndpoint {
-    pub fn new(files: Arc<Files>, directory: Arc<dyn Directory>, auth: AuthMode) -> Self {
+    pub fn new(
+        files: Arc<Files>,
+        directory: Arc<dyn Directory>,
+        auth: AuthMode,
+        origins: http::OriginPolicy,
+    ) -> Self {
         FilesEndpoint {
             files,
             directory,
             auth,
+            origins,
         }
     }
 }
@@ -48,13 +57,35 @@ impl FilesEndpoint {
 impl Endpoint for FilesEndpoint {
     fn serve(self: Arc<Self>, req: Request<Incoming>, _remote: SocketAddr) -> ResponseFuture {
         Box::pin(async move {
-            match self.route(req).await {
-                Ok(response) => response,
-                Err(e) => {
-                    self.files.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    error_response(&e)
+            let origin = match self.origins.check(req.headers()) {
+                Ok(origin) => origin.cloned(),
+                Err(http::ForeignOrigin) => {
+                    return http::response(
+                        StatusCode::FORBIDDEN,
+                        "application/json",
+                        r#"{"error":"Forbidden: this origin may not use this server (--cors-origin)"}"#,
+                    )
                 }
+            };
+            let mut response = if req.method() == Method::OPTIONS {
+                http::preflight(&req)
+            } else {
+                match self.route(req).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        self.files.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        error_response(&e)
+                    }
+                }
+            };
+            if origin.is_some() {
+                response.headers_mut().insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static("Content-Disposition, Content-Range, ETag"),
+                );
             }
+            http::OriginPolicy::decorate(origin.as_ref(), &mut response);
+            response
         })
     }
 }

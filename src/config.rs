@@ -363,7 +363,7 @@ pub struct ServeArgs {
     pub max_image_pixels: u64,
 
     /// Uploads in progress at once over all users (503 beyond); each holds at most two store
-    /// parts in memory (256 KiB each for a directory, 5 MiB for S3).
+    /// parts in memory (two of 256 KiB for a directory, one of 5 MiB in flight and one filling for S3).
     #[arg(long, env = "CHATGATE_MAX_CONCURRENT_UPLOADS", default_value_t = 32, value_parser = at_least_one)]
     pub max_concurrent_uploads: usize,
 

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod files;
 mod stats;
 mod wire;
 
@@ -110,6 +111,22 @@ enum Scenario {
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
     },
+    /// Parallel uploads to `POST /files` (trust mode), then parallel downloads of them, with the
+    /// server's peak memory.
+    Files {
+        /// Bytes per file.
+        #[arg(long, default_value_t = 4 * 1024 * 1024)]
+        size: usize,
+        /// Files uploaded (and downloaded).
+        #[arg(long, default_value_t = 64)]
+        count: usize,
+        /// Transfers in progress at once.
+        #[arg(long, default_value_t = 16)]
+        parallel: usize,
+        /// The uploader (a member of the event `--eventid-base`).
+        #[arg(long, default_value_t = 1)]
+        userid: u32,
+    },
 }
 
 /// How many connections one process may open, and how long anything may take beyond the scenario's
@@ -180,6 +197,7 @@ fn main() {
         } => warmup + duration,
         Scenario::Idle { hold, .. } => *hold,
         Scenario::Churn { duration, .. } => *duration,
+        Scenario::Files { .. } => 0.0,
     };
     if !(0.0..=MAX_SCENARIO_SECONDS).contains(&length) {
         eprintln!("chatgate-load: scenarios last at most {MAX_SCENARIO_SECONDS} s");
@@ -237,6 +255,23 @@ async fn run(cli: Cli) -> Result<(), String> {
             concurrency,
             duration,
         } => churn(target, pid, concurrency, duration).await?,
+        Scenario::Files {
+            size,
+            count,
+            parallel,
+            userid,
+        } => {
+            files::run(
+                cli.server,
+                pid,
+                cli.eventid_base,
+                userid,
+                size,
+                count,
+                parallel,
+            )
+            .await?
+        }
     };
     let mut result = result;
     result["label"] = json!(cli.label);

@@ -350,6 +350,17 @@ impl Files {
         Ok(())
     }
 
+    /// Parts an upload may have in flight to the store besides the one it fills: with small
+    /// parts (a directory) two keep the disk busy; S3's parts are at least 5 MiB, so one at a time
+    /// keeps an upload under two parts (10 MiB) of memory.
+    fn in_flight(&self) -> usize {
+        if self.part_size > 1024 * 1024 {
+            0
+        } else {
+            2
+        }
+    }
+
     /// A place among the uploads in progress, or `Busy`.
     pub fn upload_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, FileError> {
         self.uploads.try_acquire().map_err(|_| FileError::Busy)
@@ -428,9 +439,10 @@ impl Files {
                 }
                 hasher.update(&chunk);
                 writer.put(chunk);
-                // At most two parts in flight: the upload holds two parts of memory, not the file.
+                // Bounded memory per upload, whatever the file's size: the part being filled plus
+                // the parts in flight (see `in_flight`).
                 writer
-                    .wait_for_capacity(2)
+                    .wait_for_capacity(self.in_flight())
                     .await
                     .map_err(|e| FileError::Unavailable(e.to_string()))?;
             }

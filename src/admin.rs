@@ -27,6 +27,7 @@ pub struct Admin {
     shutting_down: Arc<AtomicBool>,
     engine: Arc<Engine<SocketIo>>,
     files: Option<Arc<crate::files::Files>>,
+    notify: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// Writes one Prometheus histogram of durations.
@@ -49,6 +50,7 @@ impl Admin {
         shutting_down: Arc<AtomicBool>,
         engine: Arc<Engine<SocketIo>>,
         files: Option<Arc<crate::files::Files>>,
+        notify: Option<Arc<crate::notify::Notifier>>,
     ) -> Admin {
         Admin {
             directory,
@@ -57,6 +59,7 @@ impl Admin {
             shutting_down,
             engine,
             files,
+            notify,
         }
     }
 
@@ -181,6 +184,46 @@ impl Admin {
                 "counter",
                 "Batches the history pages were read in: pages asked for at once share one.",
                 &[(String::new(), writer.page_batches as f64)],
+            );
+        }
+        if let Some(notify) = &self.notify {
+            use std::sync::atomic::Ordering::Relaxed;
+            let s = &notify.stats;
+            let channel = label("channel", notify.channel_name());
+            family(
+                "chatgate_notifications_pending",
+                "gauge",
+                "Notifications in the outbox not yet sent, dropped or given up.",
+                &[(String::new(), s.pending.load(Relaxed) as f64)],
+            );
+            family(
+                "chatgate_notifications_sent_total",
+                "counter",
+                "Notifications delivered, by channel.",
+                &[(channel.clone(), s.sent.load(Relaxed) as f64)],
+            );
+            family(
+                "chatgate_notifications_retried_total",
+                "counter",
+                "Failed deliveries scheduled again, by channel.",
+                &[(channel.clone(), s.retried.load(Relaxed) as f64)],
+            );
+            family(
+                "chatgate_notifications_dead_total",
+                "counter",
+                "Notifications given up after --notify-give-up-secs of failures, by channel.",
+                &[(channel, s.dead.load(Relaxed) as f64)],
+            );
+            let dropped: Vec<(String, f64)> = crate::notify::DROP_REASONS
+                .iter()
+                .zip(&s.dropped)
+                .map(|(reason, n)| (label("reason", reason), n.load(Relaxed) as f64))
+                .collect();
+            family(
+                "chatgate_notifications_dropped_total",
+                "counter",
+                "Due notifications not sent, by reason (read, present, opted out, deleted, no recipient).",
+                &dropped,
             );
         }
         if let Some(files) = &self.files {

@@ -35,6 +35,7 @@ pub enum StartError {
     /// chatgate's tables could not be brought up to date, or are behind with `--migrate off`.
     Schema(MigrateError),
     Files(crate::files::StoreError),
+    Notify(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -50,6 +51,7 @@ impl std::fmt::Display for StartError {
             StartError::Cluster(e) => write!(f, "{e}"),
             StartError::Schema(e) => write!(f, "{e}"),
             StartError::Files(e) => write!(f, "{e}"),
+            StartError::Notify(e) => write!(f, "offline notifications: {e}"),
         }
     }
 }
@@ -124,6 +126,73 @@ pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
     }))
 }
 
+/// Whether offline notifications run, and so whether the history writer files messages in the
+/// outbox (due this long after the first): on, with history, and somewhere to send them (a
+/// webhook, or the demo's log).
+pub fn notify_after(args: &ServeArgs) -> Option<Duration> {
+    let somewhere = args.notify_webhook_url.is_some() || args.database_url.is_none();
+    (args.notify == Switch::On && args.history == Switch::On && somewhere)
+        .then(|| Duration::from_secs(args.notify_delay_secs))
+}
+
+/// The notification worker as the settings ask (see [`notify_after`]), started.
+pub fn notifier(
+    args: &ServeArgs,
+    directory: Arc<dyn Directory>,
+    history: Arc<History>,
+) -> Result<Option<Arc<crate::notify::Notifier>>, StartError> {
+    use crate::notify::{presence::Presence, Channel, Notifier, NotifyConfig};
+    let Some(delay) = notify_after(args) else {
+        return Ok(None);
+    };
+    let channel = match (&args.notify_webhook_url, &args.notify_webhook_secret) {
+        (Some(url), Some(secret)) => Channel::Webhook(
+            crate::notify::webhook::Webhook::new(
+                url,
+                secret,
+                Duration::from_millis(args.notify_webhook_timeout_ms),
+            )
+            .map_err(StartError::Notify)?,
+        ),
+        (Some(_), None) => return Err(StartError::Notify(
+            "--notify-webhook-url needs --notify-webhook-secret (CHATGATE_NOTIFY_WEBHOOK_SECRET): \
+                 receivers check every webhook's signature"
+                .into(),
+        )),
+        (None, _) => Channel::Log,
+    };
+    let idle = Duration::from_secs(args.notify_idle_secs);
+    let presence = match &args.cluster {
+        Some(url) => {
+            Presence::redis(url, &args.cluster_prefix, idle).map_err(StartError::Notify)?
+        }
+        None => Presence::local(idle),
+    };
+    let pool = match &args.database_url {
+        Some(url) => Some(
+            crate::directory::postgres::pool(
+                url,
+                2,
+                Duration::from_millis(args.db_connect_timeout_ms),
+            )
+            .map_err(StartError::Directory)?,
+        ),
+        None => None,
+    };
+    let config = NotifyConfig {
+        delay,
+        preview: args.notify_preview == Switch::On,
+        poll: Duration::from_millis(args.notify_poll_ms),
+        max_backoff: Duration::from_secs(args.notify_max_backoff_secs),
+        give_up: Duration::from_secs(args.notify_give_up_secs),
+    };
+    let notifier = Arc::new(Notifier::new(
+        config, pool, channel, presence, directory, history,
+    ));
+    notifier.start();
+    Ok(Some(notifier))
+}
+
 /// File sharing as the settings ask: off, or on with its store (metadata in the database if there
 /// is one, in memory with the demo directory).
 pub fn files(args: &ServeArgs) -> Result<Option<Arc<Files>>, StartError> {
@@ -180,6 +249,7 @@ pub fn history_config(args: &ServeArgs) -> HistoryConfig {
         query_timeout: Duration::from_millis(args.db_query_timeout_ms),
         node_id: args.node_id,
         read_flush: Duration::from_millis(args.read_flush_ms),
+        notify_after: notify_after(args),
     }
 }
 
@@ -243,11 +313,13 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         ),
     };
     let files = files(args)?;
+    let notify = notifier(args, directory.clone(), history.clone())?;
     let chat = Chat::new(
         directory.clone(),
         history.clone(),
         cluster.clone(),
         files.clone(),
+        notify.clone(),
         auth.clone(),
         ChatConfig {
             max_message_chars: args.max_message_chars,
@@ -298,6 +370,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         shutting_down.clone(),
         engine.clone(),
         files.clone(),
+        notify,
     ));
     let admin_router = Router::new()
         .route("/health", admin.clone())

@@ -367,6 +367,51 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_MAX_CONCURRENT_UPLOADS", default_value_t = 32, value_parser = at_least_one)]
     pub max_concurrent_uploads: usize,
 
+    /// Offline notifications (docs/NOTIFICATIONS.md): tell a member who is not there that a
+    /// message arrived, by a webhook (`--notify-webhook-url`) or, with the demo directory, a log
+    /// line. With a database and no webhook there is nowhere to send them: off.
+    #[arg(long, env = "CHATGATE_NOTIFY", value_enum, default_value_t = Switch::On)]
+    pub notify: Switch,
+
+    /// Seconds after a message before its recipient is told, if they have not read it and are not
+    /// in the chat; later messages fold into the same notification.
+    #[arg(long, env = "CHATGATE_NOTIFY_DELAY_SECS", default_value_t = 60)]
+    pub notify_delay_secs: u64,
+
+    /// Where notifications are POSTed (Standard Webhooks).
+    #[arg(long, env = "CHATGATE_NOTIFY_WEBHOOK_URL")]
+    pub notify_webhook_url: Option<String>,
+
+    /// The webhooks' signing secret (`whsec_<base64>`, or any string); required with a URL.
+    #[arg(long, env = "CHATGATE_NOTIFY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub notify_webhook_secret: Option<String>,
+
+    /// Milliseconds a webhook call may take before it counts as failed.
+    #[arg(long, env = "CHATGATE_NOTIFY_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = at_least_one_u64)]
+    pub notify_webhook_timeout_ms: u64,
+
+    /// `on` puts the last message's first 140 characters in the notification; off by default:
+    /// tutees may be minors, and the host application can fetch what it may show.
+    #[arg(long, env = "CHATGATE_NOTIFY_PREVIEW", value_enum, default_value_t = Switch::Off)]
+    pub notify_preview: Switch,
+
+    /// Seconds a member's socket counts as present in a chat after its last event there: an
+    /// open tab idle longer does not stop notifications.
+    #[arg(long, env = "CHATGATE_NOTIFY_IDLE_SECS", default_value_t = 120, value_parser = at_least_one_u64)]
+    pub notify_idle_secs: u64,
+
+    /// Milliseconds between the notification worker's looks at the outbox.
+    #[arg(long, env = "CHATGATE_NOTIFY_POLL_MS", default_value_t = 1000, value_parser = at_least_one_u64)]
+    pub notify_poll_ms: u64,
+
+    /// Longest wait between two attempts of a failing webhook, in seconds.
+    #[arg(long, env = "CHATGATE_NOTIFY_MAX_BACKOFF_SECS", default_value_t = 3600, value_parser = at_least_one_u64)]
+    pub notify_max_backoff_secs: u64,
+
+    /// Seconds after its first attempt a failing notification is given up (dead-lettered).
+    #[arg(long, env = "CHATGATE_NOTIFY_GIVE_UP_SECS", default_value_t = 86_400, value_parser = at_least_one_u64)]
+    pub notify_give_up_secs: u64,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]

@@ -13,6 +13,8 @@
 //!   receipts, reactions, edits and deletions; gives each message its id and place in its chat.
 //! - [`files`]: file sharing over HTTP (`POST /files`, downloads), bytes in an object store
 //!   (a directory or S3), metadata in PostgreSQL or memory; messages carry references.
+//! - [`notify`]: offline notifications (an outbox the history writer fills, a worker that
+//!   re-checks and delivers signed webhooks), with presence across nodes.
 //! - [`directory`] answers who may join (PostgreSQL or the embedded demo), [`auth`] who a client
 //!   is (JWT or trust).
 //! - [`chat`]: the tutor/tutee chat (docs/PROTOCOL.md), as a namespace, on top of all of these.
@@ -57,6 +59,7 @@ pub mod files;
 pub mod history;
 pub mod http;
 pub mod migrate;
+pub mod notify;
 pub mod rate;
 pub mod server;
 pub mod sharded;

@@ -136,6 +136,43 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
              WHERE attached_at IS NULL;
          CREATE INDEX chatgate_file_quota ON chatgate_file (userid, created_at);",
     ),
+    (
+        5,
+        "offline notifications",
+        // The outbox (docs/NOTIFICATIONS.md): one row per chat and recipient seat while messages
+        // wait to be told about, written in the transaction that stores them. `pending` rows fold
+        // later messages in (one per chat and seat: the partial unique index) until `next_at`;
+        // then a worker claims them (`sending`, `next_at` = the claim's expiry), and a row that
+        // failed waits for its retry (`retrying`) or gives up (`dead`). A sent or dropped row is
+        // deleted.
+        "CREATE TABLE chatgate_notification (
+             id               bigserial PRIMARY KEY,
+             eventid          integer NOT NULL,
+             recipient_role   text NOT NULL CHECK (recipient_role IN ('tutor', 'tutee')),
+             sender_userid    integer NOT NULL,
+             sender_name      text NOT NULL,
+             count            integer NOT NULL,
+             first_message_id bigint NOT NULL,
+             last_message_id  bigint NOT NULL,
+             preview          text NOT NULL,
+             created_at       timestamptz NOT NULL,
+             state            text NOT NULL DEFAULT 'pending'
+                              CHECK (state IN ('pending', 'sending', 'retrying', 'dead')),
+             next_at          timestamptz NOT NULL,
+             attempts         integer NOT NULL DEFAULT 0,
+             first_attempt_at timestamptz,
+             last_error       text
+         );
+         CREATE UNIQUE INDEX chatgate_notification_folding
+             ON chatgate_notification (eventid, recipient_role) WHERE state = 'pending';
+         CREATE INDEX chatgate_notification_next ON chatgate_notification (next_at)
+             WHERE state <> 'dead';
+         CREATE TABLE chatgate_notify_settings (
+             userid     integer PRIMARY KEY,
+             enabled    boolean NOT NULL,
+             updated_at timestamptz NOT NULL
+         );",
+    ),
 ];
 
 /// The schema version this build needs.

@@ -67,6 +67,10 @@ pub enum ChatError {
     AttachmentRefused {
         why: String,
     },
+    /// `notify-settings` without a boolean `enabled`.
+    BadNotifySettings,
+    /// `notify-settings` on a server without offline notifications.
+    NotificationsOff,
 }
 
 impl ChatError {
@@ -102,6 +106,8 @@ impl ChatError {
             ChatError::BadPayload => 26,
             ChatError::BadAttachments { .. } => 27,
             ChatError::AttachmentRefused { .. } => 28,
+            ChatError::BadNotifySettings => 29,
+            ChatError::NotificationsOff => 30,
         }
     }
 
@@ -160,6 +166,12 @@ impl ChatError {
                 "Invalid attachments: must be a list of at most {max} different file ids from POST /files"
             ),
             ChatError::AttachmentRefused { why } => format!("Attachment refused: {why}"),
+            ChatError::BadNotifySettings => {
+                "Invalid notify-settings: enabled must be true or false".into()
+            }
+            ChatError::NotificationsOff => {
+                "Offline notifications are off on this server".into()
+            }
             ChatError::TooManyReactions => format!(
                 "Too many reactions: at most {} per user on one message",
                 crate::history::annotations::MAX_REACTIONS_PER_USER
@@ -228,6 +240,8 @@ mod tests {
             BadPayload,
             BadAttachments { max: 10 },
             AttachmentRefused { why: "x".into() },
+            BadNotifySettings,
+            NotificationsOff,
         ];
         assert_eq!(all.len(), crate::chat::metrics::ERROR_KINDS.len());
         for e in all {

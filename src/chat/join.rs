@@ -70,6 +70,7 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
     let directory = chat.directory.clone();
     let history = chat.history.clone();
     let cluster = chat.cluster.clone();
+    let notify = chat.notify.clone();
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
         if !history.schema_ready() {
@@ -87,6 +88,12 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
         match seat {
             Ok(Seat::Granted { name }) => {
                 if let Some(entered) = enter(&history, &socket, &request, name) {
+                    if let Some(notify) = &notify {
+                        if let Some((_, old)) = &entered.left {
+                            super::presence::gone(notify, &socket, old.eventid, old.userid);
+                        }
+                        super::presence::active(notify, &socket, true);
+                    }
                     announce(cluster.as_deref(), &socket, &request, &entered, ack).await;
                     let page = history.config().page;
                     super::history::send_page(

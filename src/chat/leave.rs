@@ -45,6 +45,9 @@ pub fn leave(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<
         let remaining = socket.leave(&old.room);
         (old, remaining)
     };
+    if let Some(notify) = &chat.notify {
+        super::presence::gone(notify, socket, old.eventid, old.userid);
+    }
     reply(
         socket,
         ack,
@@ -106,6 +109,9 @@ pub fn on_disconnect(chat: &Chat, socket: &Arc<Socket>) {
             .map(|old| (socket.leave(&old.room), old))
     };
     if let Some((remaining, old)) = left {
+        if let Some(notify) = &chat.notify {
+            super::presence::gone(notify, socket, old.eventid, old.userid);
+        }
         announce_left_soon(chat, socket, old, remaining);
     }
 }

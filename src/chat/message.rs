@@ -135,12 +135,17 @@ fn try_send(
     let publish_room = chat.cluster.as_ref().and_then(|c| c.wait_for_room());
     if publish_room.is_none() {
         if let Slot::Now(reservation) = chat.history.reserve() {
+            let text = Text {
+                message,
+                attachments: None,
+            };
+            let notify = chat.notify.as_deref();
             deliver(
                 &chat.history,
                 socket,
                 &member,
-                message,
-                None,
+                text,
+                notify,
                 ack,
                 reservation,
             );
@@ -148,6 +153,7 @@ fn try_send(
         }
     }
     let history = chat.history.clone();
+    let notify = chat.notify.clone();
     let socket = socket.clone();
     Ok(Dispatch::Pending(Box::pin(async move {
         if let Some(room) = publish_room {
@@ -157,7 +163,19 @@ fn try_send(
             Slot::Now(reservation) => reservation,
             Slot::Later(wait) => wait.await,
         };
-        deliver(&history, &socket, &member, message, None, ack, reservation);
+        let text = Text {
+            message,
+            attachments: None,
+        };
+        deliver(
+            &history,
+            &socket,
+            &member,
+            text,
+            notify.as_deref(),
+            ack,
+            reservation,
+        );
     })))
 }
 
@@ -209,6 +227,7 @@ fn attach_and_send(
     };
     let history = chat.history.clone();
     let cluster = chat.cluster.clone();
+    let notify = chat.notify.clone();
     let socket = socket.clone();
     Ok(Dispatch::Pending(Box::pin(async move {
         use crate::files::ClaimRefusal;
@@ -247,7 +266,19 @@ fn attach_and_send(
             Slot::Now(reservation) => reservation,
             Slot::Later(wait) => wait.await,
         };
-        deliver(&history, &socket, &member, message, json, ack, reservation);
+        let text = Text {
+            message,
+            attachments: json,
+        };
+        deliver(
+            &history,
+            &socket,
+            &member,
+            text,
+            notify.as_deref(),
+            ack,
+            reservation,
+        );
     })))
 }
 
@@ -268,17 +299,27 @@ pub(crate) fn text(chat: &Chat, raw: Option<&RawValue>) -> Result<String, ChatEr
 
 pub(crate) use crate::history::now;
 
+/// What a message says: its text and its attachments (the JSON array it carries, if any).
+struct Text {
+    message: String,
+    attachments: Option<Arc<str>>,
+}
+
 /// Gives the message its id and place in the chat's order, delivers it to the room, then hands it
 /// to the history (the order lock held from the id to the store: see `History::order`).
 fn deliver(
     history: &History,
     socket: &Arc<Socket>,
     member: &Membership,
-    message: String,
-    attachments: Option<Arc<str>>,
+    text: Text,
+    notify: Option<&crate::notify::Notifier>,
     ack: Option<u64>,
     reservation: Reservation<'_>,
 ) {
+    let Text {
+        message,
+        attachments,
+    } = text;
     let created_at = now();
     let ordered = history.order(member.eventid, reservation);
     let stored = StoredMessage {
@@ -293,6 +334,9 @@ fn deliver(
         deleted_at: None,
         attachments,
     };
+    if let Some(notify) = notify {
+        notify.note(&stored);
+    }
     let payload = Encoded::new(&ReceiveMessage::of(&stored));
     // Encoded once; every member's queue gets the same buffer.
     broadcast(socket, &member.room, "receive-message", &payload, true);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::ChatError;
 
 /// Client events, in the order of the `IN` counters; anything else counts as `other`.
-pub const EVENTS_IN: [&str; 10] = [
+pub const EVENTS_IN: [&str; 11] = [
     "join-chat",
     "send-message",
     "leave-chat",
@@ -19,11 +19,12 @@ pub const EVENTS_IN: [&str; 10] = [
     "react-message",
     "edit-message",
     "delete-message",
+    "notify-settings",
     "other",
 ];
 
 /// Server events, in the order of the `OUT` counters.
-pub const EVENTS_OUT: [&str; 12] = [
+pub const EVENTS_OUT: [&str; 13] = [
     "chat-joined",
     "chat-history",
     "user-joined-chat",
@@ -35,11 +36,12 @@ pub const EVENTS_OUT: [&str; 12] = [
     "message-reaction",
     "message-edited",
     "message-deleted",
+    "notify-settings",
     "chat-error",
 ];
 
 /// `chat-error` kinds, in the order of `ChatError::kind`.
-pub const ERROR_KINDS: [&str; 29] = [
+pub const ERROR_KINDS: [&str; 31] = [
     "Missing eventid or userid",
     "Event not found",
     "Unauthorized: You are not part of this event",
@@ -69,6 +71,8 @@ pub const ERROR_KINDS: [&str; 29] = [
     "Invalid payload",
     "Invalid attachments",
     "Attachment refused",
+    "Invalid notify-settings",
+    "Offline notifications are off",
 ];
 
 pub struct ChatMetrics {

@@ -20,6 +20,7 @@ pub mod leave;
 pub mod message;
 pub mod metrics;
 pub mod payload;
+pub mod presence;
 pub mod reactions;
 pub mod receipts;
 pub mod state;
@@ -68,6 +69,8 @@ pub struct Chat {
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// File sharing (`--files on`): attachments are claimed through it.
     pub(crate) files: Option<Arc<crate::files::Files>>,
+    /// Offline notifications: presence is kept here, settings changed here.
+    pub(crate) notify: Option<Arc<crate::notify::Notifier>>,
     pub(crate) auth: AuthMode,
     pub(crate) config: ChatConfig,
 }
@@ -92,6 +95,7 @@ impl Chat {
         history: Arc<History>,
         cluster: Option<Arc<Cluster>>,
         files: Option<Arc<crate::files::Files>>,
+        notify: Option<Arc<crate::notify::Notifier>>,
         auth: AuthMode,
         config: ChatConfig,
     ) -> Arc<Chat> {
@@ -100,6 +104,7 @@ impl Chat {
             history,
             cluster,
             files,
+            notify,
             auth,
             config,
         })
@@ -284,6 +289,12 @@ impl Namespace for Chat {
                 return Dispatch::Done;
             }
         }
+        if let Some(notify) = &self.notify {
+            // Not for a leave: its `gone` must be the last word.
+            if event.name != "leave-chat" {
+                presence::active(notify, socket, false);
+            }
+        }
         let handler: Handler = match event.name {
             "join-chat" => join::join,
             "send-message" => message::send,
@@ -294,6 +305,7 @@ impl Namespace for Chat {
             "edit-message" => edits::edit,
             "delete-message" => edits::delete,
             "typing" => typing::typing,
+            "notify-settings" => presence::settings,
             // Events docs/PROTOCOL.md does not define are ignored, as Socket.IO servers do; a
             // client that asked for an ack is told why, rather than left waiting.
             other => {

@@ -31,6 +31,8 @@ pub struct Fields<'a> {
     pub action: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub attachments: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub enabled: Option<&'a RawValue>,
 }
 
 /// The first argument of an event was present but not a JSON object (a string, a number, `null`,

@@ -23,6 +23,8 @@ pub struct Inner {
     pub membership: Option<Arc<Membership>>,
     /// The socket disconnected: a join still in flight must not add it to a room.
     pub gone: bool,
+    /// When this socket's activity was last reported to the notifications' presence.
+    pub seen: Option<tokio::time::Instant>,
     messages: Bucket,
     typing: Bucket,
     reactions: Bucket,

@@ -33,6 +33,14 @@ impl Role {
             Role::Tutee => "tutee",
         }
     }
+
+    /// The other seat of an event: whom a message from this one is for.
+    pub fn other(self) -> Role {
+        match self {
+            Role::Tutor => Role::Tutee,
+            Role::Tutee => Role::Tutor,
+        }
+    }
 }
 
 /// The answer to a join request.
@@ -59,6 +67,14 @@ impl std::fmt::Display for DirectoryError {
 impl std::error::Error for DirectoryError {}
 
 pub type SeatFuture<'a> = Pin<Box<dyn Future<Output = Result<Seat, DirectoryError>> + Send + 'a>>;
+
+/// The user holding each seat of an event: `None` for an unknown event, a `None` seat for an empty
+/// one.
+pub type MembersFuture<'a> = Pin<
+    Box<
+        dyn Future<Output = Result<Option<(Option<i32>, Option<i32>)>, DirectoryError>> + Send + 'a,
+    >,
+>;
 
 /// Upper bounds (milliseconds) of the query latency histogram's buckets; a last one counts the rest.
 pub const LATENCY_BUCKETS_MS: [f64; 12] = [
@@ -104,6 +120,10 @@ impl LatencyHistogram {
 pub trait Directory: Send + Sync + 'static {
     /// Whether `userid` holds the `role` seat of `eventid`, and their name if so.
     fn seat(&self, eventid: i32, userid: i32, role: Role) -> SeatFuture<'_>;
+
+    /// Who holds the tutor's and the tutee's seat of `eventid` (the offline notifications ask,
+    /// to know whom a message is for).
+    fn members(&self, eventid: i32) -> MembersFuture<'_>;
 
     /// Whether the directory can answer right now (for readiness checks).
     fn ready(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;

@@ -142,6 +142,33 @@ impl Directory for PostgresDirectory {
         Some(&self.latency)
     }
 
+    fn members(&self, eventid: i32) -> super::MembersFuture<'_> {
+        Box::pin(async move {
+            let fail = |e: &dyn std::fmt::Display| DirectoryError(format!("event query: {e}"));
+            let lookup = async {
+                let client = self.pool.get().await.map_err(|e| fail(&e))?;
+                let statement = client
+                    .prepare_cached(&self.event_query)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                let row = client
+                    .query_opt(&statement, &[&eventid])
+                    .await
+                    .map_err(|e| fail(&e))?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => Ok(Some((
+                        row.try_get::<_, Option<i32>>(0).map_err(|e| fail(&e))?,
+                        row.try_get::<_, Option<i32>>(1).map_err(|e| fail(&e))?,
+                    ))),
+                }
+            };
+            tokio::time::timeout(self.query_timeout, lookup)
+                .await
+                .unwrap_or_else(|_| Err(DirectoryError("event query: no answer in time".into())))
+        })
+    }
+
     fn ready(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
         Box::pin(async move {
             let check = async {

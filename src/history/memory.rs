@@ -221,6 +221,25 @@ impl MemoryStore {
     pub fn read_mark(&self, chats: &Chats, eventid: i32, userid: i32) -> Option<ReadMark> {
         chats.get(&eventid)?.reads.get(&userid).cloned()
     }
+
+    /// Messages of `role` with ids in `first..=last` that are not deleted.
+    pub fn live_between(
+        &self,
+        chats: &Chats,
+        eventid: i32,
+        first: i64,
+        last: i64,
+        role: crate::directory::Role,
+    ) -> i64 {
+        chats.get(&eventid).map_or(0, |chat| {
+            chat.messages
+                .iter()
+                .filter(|m| {
+                    m.id >= first && m.id <= last && m.role == role && m.deleted_at.is_none()
+                })
+                .count() as i64
+        })
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub struct HistoryConfig {
     pub node_id: u8,
     /// How long `mark-read`s gather before they are applied together.
     pub read_flush: Duration,
+    /// Offline notifications (docs/NOTIFICATIONS.md): with PostgreSQL, the transaction that stores
+    /// messages also files them in the notification outbox, due this long after the first.
+    pub notify_after: Option<Duration>,
 }
 
 /// One chat message as stored; every field of a `receive-message` payload.
@@ -104,6 +107,14 @@ pub struct Page {
     pub reactions: HashMap<i64, Vec<ReactionCount>>,
     /// Every member's read mark in the chat.
     pub reads: Vec<ReadMark>,
+}
+
+/// See [`History::unread`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unread {
+    pub read_up_to: Option<i64>,
+    /// Messages of the range not deleted.
+    pub live: i64,
 }
 
 /// Where a joiner's history ends: ids below `before` were delivered before it entered the room.
@@ -400,6 +411,52 @@ impl History {
         }
     }
 
+    /// What an offline notification about `sender_role`'s messages `first..=last` of `eventid`'s
+    /// chat must know before it goes to `reader`: how far `reader` has read, and how many of
+    /// those messages are still there (not deleted).
+    pub async fn unread(
+        &self,
+        eventid: i32,
+        reader: i32,
+        sender_role: crate::directory::Role,
+        first: i64,
+        last: i64,
+    ) -> Result<Unread, HistoryError> {
+        match &self.store {
+            Store::Off => Ok(Unread {
+                read_up_to: None,
+                live: 1,
+            }),
+            Store::Memory(store) => {
+                let chats = self.stripe(eventid);
+                Ok(Unread {
+                    read_up_to: store
+                        .read_mark(&chats, eventid, reader)
+                        .map(|r| r.last_read_id),
+                    live: store.live_between(&chats, eventid, first, last, sender_role),
+                })
+            }
+            Store::Postgres(store) => {
+                let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
+                let client = store.pool().get().await.map_err(|e| fail(&e))?;
+                let row = client
+                    .query_one(
+                        "SELECT (SELECT last_read_id FROM chatgate_read \
+                                 WHERE eventid = $1 AND userid = $2), \
+                                (SELECT count(*) FROM chatgate_message WHERE eventid = $1 \
+                                 AND id BETWEEN $3 AND $4 AND role = $5 AND deleted_at IS NULL)",
+                        &[&eventid, &reader, &first, &last, &sender_role.as_str()],
+                    )
+                    .await
+                    .map_err(|e| fail(&e))?;
+                Ok(Unread {
+                    read_up_to: row.try_get(0).map_err(|e| fail(&e))?,
+                    live: row.try_get(1).map_err(|e| fail(&e))?,
+                })
+            }
+        }
+    }
+
     /// Held across a change to `eventid`'s chat and its broadcast (see `change_locks`).
     pub async fn lock_chat(&self, eventid: i32) -> ChatLock<'_> {
         let lock = self
@@ -612,6 +669,7 @@ mod tests {
             query_timeout: Duration::from_secs(1),
             node_id: 0,
             read_flush: Duration::from_millis(10),
+            notify_after: None,
         }
     }
 

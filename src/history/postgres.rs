@@ -120,6 +120,7 @@ impl PostgresStore {
             timeout: config.query_timeout,
             ids,
             schema_ready,
+            notify_after: config.notify_after,
         };
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -305,6 +306,8 @@ struct Writer {
     ids: Arc<Ids>,
     /// Set once chatgate's tables are known to be current (shared with `History`).
     schema_ready: Arc<AtomicBool>,
+    /// Offline notifications on: messages go to the outbox in the same statement.
+    notify_after: Option<Duration>,
 }
 
 impl Writer {
@@ -457,6 +460,11 @@ impl Writer {
 
     async fn insert(&self, batch: &[Queued]) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
+        if let Some(after) = self.notify_after {
+            return insert_and_file(&client, batch, after)
+                .await
+                .map_err(|e| e.to_string());
+        }
         if batch.len() < COPY_FROM {
             return insert_new(&client, batch).await.map_err(|e| e.to_string());
         }
@@ -470,6 +478,44 @@ impl Writer {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// The messages of a batch that were not stored yet, and, in the same statement (so in the same
+/// transaction, and idempotent on a retry), the outbox rows telling each chat's other seat about
+/// them: one row per chat and recipient seat while it is pending, later messages folded in.
+const INSERT_AND_FILE: &str = "WITH stored AS ( \
+         INSERT INTO chatgate_message \
+             (id, eventid, userid, role, sender_name, message, created_at, attachments) \
+         SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], $5::text[], \
+                              $6::text[], $7::timestamptz[], $8::text[]) \
+         ON CONFLICT (id) DO NOTHING \
+         RETURNING id, eventid, userid, role, sender_name, message) \
+     INSERT INTO chatgate_notification AS n (eventid, recipient_role, sender_userid, sender_name, \
+         count, first_message_id, last_message_id, preview, created_at, next_at) \
+     SELECT eventid, CASE role WHEN 'tutor' THEN 'tutee' ELSE 'tutor' END, \
+         (array_agg(userid ORDER BY id DESC))[1], (array_agg(sender_name ORDER BY id DESC))[1], \
+         count(*), min(id), max(id), (array_agg(message ORDER BY id DESC))[1], $9, $10 \
+     FROM stored GROUP BY eventid, role \
+     ON CONFLICT (eventid, recipient_role) WHERE state = 'pending' DO UPDATE SET \
+         count = n.count + EXCLUDED.count, \
+         first_message_id = least(n.first_message_id, EXCLUDED.first_message_id), \
+         last_message_id = greatest(n.last_message_id, EXCLUDED.last_message_id), \
+         sender_userid = EXCLUDED.sender_userid, sender_name = EXCLUDED.sender_name, \
+         preview = EXCLUDED.preview";
+
+async fn insert_and_file(
+    client: &deadpool_postgres::Client,
+    batch: &[Queued],
+    after: Duration,
+) -> Result<(), tokio_postgres::Error> {
+    let statement = client.prepare_cached(INSERT_AND_FILE).await?;
+    let c = Columns::of(batch);
+    let now = super::now();
+    let due = now + chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX);
+    let mut params = c.params();
+    params.push(&now);
+    params.push(&due);
+    client.execute(&statement, &params).await.map(|_| ())
 }
 
 /// Batches of at least this many rows go by COPY (cheaper per row, one more round trip); smaller
@@ -528,39 +574,49 @@ async fn insert_new(
     batch: &[Queued],
 ) -> Result<(), tokio_postgres::Error> {
     let statement = client.prepare_cached(INSERT).await?;
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut eventids = Vec::with_capacity(batch.len());
-    let mut userids = Vec::with_capacity(batch.len());
-    let mut roles = Vec::with_capacity(batch.len());
-    let mut names = Vec::with_capacity(batch.len());
-    let mut texts = Vec::with_capacity(batch.len());
-    let mut times = Vec::with_capacity(batch.len());
-    let mut attachments = Vec::with_capacity(batch.len());
-    for q in batch {
-        let m = &q.message;
-        ids.push(m.id);
-        eventids.push(m.eventid);
-        userids.push(m.userid);
-        roles.push(m.role.as_str());
-        names.push(&*m.sender_name);
-        texts.push(m.message.as_str());
-        times.push(m.created_at);
-        attachments.push(m.attachments.as_deref());
+    let c = Columns::of(batch);
+    client.execute(&statement, &c.params()).await.map(|_| ())
+}
+
+/// A batch's messages as one array per column, in `INSERT`'s order.
+struct Columns<'a> {
+    ids: Vec<i64>,
+    eventids: Vec<i32>,
+    userids: Vec<i32>,
+    roles: Vec<&'a str>,
+    names: Vec<&'a str>,
+    texts: Vec<&'a str>,
+    times: Vec<chrono::DateTime<chrono::Utc>>,
+    attachments: Vec<Option<&'a str>>,
+}
+
+type Param<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a [Queued]) -> Columns<'a> {
+        let messages = || batch.iter().map(|q| &q.message);
+        Columns {
+            ids: messages().map(|m| m.id).collect(),
+            eventids: messages().map(|m| m.eventid).collect(),
+            userids: messages().map(|m| m.userid).collect(),
+            roles: messages().map(|m| m.role.as_str()).collect(),
+            names: messages().map(|m| &*m.sender_name).collect(),
+            texts: messages().map(|m| m.message.as_str()).collect(),
+            times: messages().map(|m| m.created_at).collect(),
+            attachments: messages().map(|m| m.attachments.as_deref()).collect(),
+        }
     }
-    client
-        .execute(
-            &statement,
-            &[
-                &ids,
-                &eventids,
-                &userids,
-                &roles,
-                &names,
-                &texts,
-                &times,
-                &attachments,
-            ],
-        )
-        .await
-        .map(|_| ())
+
+    fn params(&self) -> Vec<Param<'_>> {
+        vec![
+            &self.ids,
+            &self.eventids,
+            &self.userids,
+            &self.roles,
+            &self.names,
+            &self.texts,
+            &self.times,
+            &self.attachments,
+        ]
+    }
 }

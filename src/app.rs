@@ -185,6 +185,8 @@ pub fn notifier(
         poll: Duration::from_millis(args.notify_poll_ms),
         max_backoff: Duration::from_secs(args.notify_max_backoff_secs),
         give_up: Duration::from_secs(args.notify_give_up_secs),
+        // Two webhook timeouts and a margin: a live worker is always done by then.
+        claim: Duration::from_millis(args.notify_webhook_timeout_ms) * 2 + Duration::from_secs(5),
     };
     let notifier = Arc::new(Notifier::new(
         config, pool, channel, presence, directory, history,

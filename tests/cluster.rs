@@ -274,7 +274,7 @@ async fn a_killed_node_leaves_the_counts_and_redis_can_restart() {
     next_event(&mut tutor, "user-joined-chat").await;
 
     // SIGKILL: node b says nothing; its liveness key expires and its member leaves the count.
-    b.child.kill().await.expect("kill -9");
+    b.kill().await;
     let mut conn = redis.connection().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -38,6 +38,9 @@ pub struct NotifyConfig {
     pub poll: Duration,
     pub max_backoff: Duration,
     pub give_up: Duration,
+    /// How long a claimed notification is its worker's before it counts as abandoned (the node
+    /// died mid-delivery) and another claims it: longer than any delivery can take.
+    pub claim: Duration,
 }
 
 /// Where notifications go.
@@ -147,9 +150,7 @@ struct Person<'a> {
 
 /// Longest preview, in characters.
 const PREVIEW_CHARS: usize = 140;
-/// How long a claimed notification is another worker's before it counts as abandoned (its node
-/// died mid-delivery) and is claimed again.
-const CLAIM: Duration = Duration::from_secs(60);
+
 /// Rows one worker claims at once.
 const BATCH: i64 = 32;
 
@@ -311,7 +312,7 @@ impl Notifier {
 
     async fn claim(&self) -> Result<Vec<Row>, String> {
         let now = crate::history::now();
-        let until = now + delta(CLAIM);
+        let until = now + delta(self.config.claim);
         match &self.outbox {
             Outbox::Memory { rows, .. } => {
                 let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());

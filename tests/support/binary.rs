@@ -111,6 +111,11 @@ impl Running {
         assert!(exit.success(), "{exit}");
     }
 
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+
     /// Sends SIGTERM and waits (at most 20 s) for a clean exit.
     pub async fn terminate(&mut self) {
         self.signal_term().await;

@@ -9,6 +9,7 @@ pub mod proxy;
 pub mod raw;
 pub mod redis_server;
 pub mod s3_server;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,7 +11,6 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::binary::{start, Running};
 use support::db::TestDb;
 use support::raw::{event_payload as payload, RawWs};

@@ -5,6 +5,9 @@
 #   chatgate          --history off, like the others, which store nothing;
 #   chatgate-history  the default a user runs (history on PostgreSQL);
 #   node              the Node.js socket.io 4.8 reference of the same chat (benches/node-ref);
+#   chatgate-notify   chatgate-history with offline notifications on (a webhook to
+#                     chatgate-hooksink; due after the run, so what is measured is the outbox
+#                     the history writer fills with every batch);
 #   floor             chatgate-floor (load/src/bin/floor.rs): the least a server on chatgate's stack
 #                     can do, no database, no checks: the floor TARGETS.md measures against;
 #   before            another chatgate binary (CHATGATE_BEFORE=path), run like `chatgate`: a
@@ -24,7 +27,7 @@ read -r -a servers <<<"${SERVERS:-chatgate chatgate-history node floor}"
 . benches/bench-env.sh
 PORT=7100
 out=$(mktemp -d)
-trap 'kill "${server:-}" 2>/dev/null || true' EXIT
+trap 'kill "${server:-}" ${sink:-} 2>/dev/null || true' EXIT
 
 prepare_bench
 (cd benches/node-ref && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
@@ -35,6 +38,12 @@ start_server() {
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off >"$out/$1.log" 2>&1 & ;;
     chatgate-history) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 >"$out/$1.log" 2>&1 & ;;
+    chatgate-notify)
+      [ -n "${sink:-}" ] || { ./target/release/chatgate-hooksink --listen 127.0.0.1:7191 >"$out/sink.log" & sink=$!; }
+      taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
+                --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 \
+                --notify-webhook-url http://127.0.0.1:7191/hook --notify-webhook-secret bench \
+                --notify-delay-secs 600 >"$out/$1.log" 2>&1 & ;;
     before) taskset -c 0 "$CHATGATE_BEFORE" --listen "127.0.0.1:$PORT" --database-url "$URL" \
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off >"$out/$1.log" 2>&1 & ;;
     floor) taskset -c 0 ./target/release/chatgate-floor --listen "127.0.0.1:$PORT" >"$out/$1.log" 2>&1 & ;;
@@ -92,7 +101,7 @@ metrics = {
     "idle": [("rss_per_connection_kib", "RSS KiB/connection", "{:.2f}"), ("joins_per_sec", "joins/s", "{:,.0f}")],
     "churn": [("sessions_per_sec", "sessions/s", "{:,.0f}"), ("server_cpu_ms_per_session", "server ms/session", "{:.3f}")],
 }
-servers = [s for s in ["before", "chatgate", "chatgate-history", "node", "floor"] if any(s in by for by in groups.values())]
+servers = [s for s in ["before", "chatgate", "chatgate-history", "chatgate-notify", "node", "floor"] if any(s in by for by in groups.values())]
 def ratio(a, b):
     return f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "-"
 print("\n| scenario | metric | " + " | ".join(servers) + " | chatgate / node | chatgate / floor |")

@@ -126,6 +126,21 @@ pub fn history(args: &ServeArgs) -> Result<Arc<History>, StartError> {
     }))
 }
 
+/// A pool of `size` connections of its own to the database, if there is one (each part that
+/// writes has its own, so that none waits for another's connections).
+fn database_pool(
+    args: &ServeArgs,
+    size: usize,
+) -> Result<Option<deadpool_postgres::Pool>, StartError> {
+    args.database_url
+        .as_deref()
+        .map(|url| {
+            let timeout = Duration::from_millis(args.db_connect_timeout_ms);
+            crate::directory::postgres::pool(url, size, timeout).map_err(StartError::Directory)
+        })
+        .transpose()
+}
+
 /// Whether offline notifications run, and so whether the history writer files messages in the
 /// outbox (due this long after the first): on, with history, and somewhere to send them (a
 /// webhook, or the demo's log).
@@ -168,17 +183,7 @@ pub fn notifier(
         }
         None => Presence::local(idle),
     };
-    let pool = match &args.database_url {
-        Some(url) => Some(
-            crate::directory::postgres::pool(
-                url,
-                2,
-                Duration::from_millis(args.db_connect_timeout_ms),
-            )
-            .map_err(StartError::Directory)?,
-        ),
-        None => None,
-    };
+    let pool = database_pool(args, 2)?;
     let config = NotifyConfig {
         delay,
         preview: args.notify_preview == Switch::On,
@@ -216,17 +221,7 @@ pub fn files(args: &ServeArgs) -> Result<Option<Arc<Files>>, StartError> {
         secret.clone_from(&args.s3_secret_access_key);
     }
     let (store, part_size) = crate::files::open_store(&store).map_err(StartError::Files)?;
-    let pool = match &args.database_url {
-        Some(url) => Some(
-            crate::directory::postgres::pool(
-                url,
-                4,
-                Duration::from_millis(args.db_connect_timeout_ms),
-            )
-            .map_err(StartError::Directory)?,
-        ),
-        None => None,
-    };
+    let pool = database_pool(args, 4)?;
     let config = FilesConfig {
         path: args.files_path.clone(),
         max_bytes: args.max_file_bytes,

@@ -136,16 +136,7 @@ async fn chat_over_long_polling() {
     scenario("polling", TRUST, &[]).await;
 }
 
-fn token(secret: &str, sub: serde_json::Value, exp_offset: i64) -> String {
-    let claims =
-        serde_json::json!({ "sub": sub, "exp": chrono::Utc::now().timestamp() + exp_offset });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("encode a test token")
-}
+use support::token;
 
 #[tokio::test]
 async fn jwt_accepted_refused_expired_and_wrong_user() {

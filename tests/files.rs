@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::raw::member;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -157,13 +159,6 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-async fn member(addr: std::net::SocketAddr, eventid: i32, userid: i32, role: &str) -> RawWs {
-    let mut ws = RawWs::socketio(addr).await;
-    let reply = ws.join_chat(eventid, userid, role).await;
-    assert!(reply.starts_with(r#"42["chat-joined""#), "{reply}");
-    ws
 }
 
 /// The next frame that is not a join/leave announcement.
@@ -757,13 +752,7 @@ async fn deleted_messages_take_their_files_and_unattached_files_expire() {
 }
 
 fn token(secret: &str, sub: i32) -> String {
-    let claims = json!({ "sub": sub, "exp": chrono::Utc::now().timestamp() + 300 });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("encode a test token")
+    support::token(secret, json!(sub), 300)
 }
 
 #[tokio::test]

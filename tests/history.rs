@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::raw::member;
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -63,13 +65,6 @@ async fn load(ws: &mut RawWs, body: &str) -> String {
             return frame;
         }
     }
-}
-
-async fn member(addr: std::net::SocketAddr, eventid: i32, userid: i32, role: &str) -> RawWs {
-    let mut ws = RawWs::socketio(addr).await;
-    let reply = ws.join_chat(eventid, userid, role).await;
-    assert!(reply.starts_with(r#"42["chat-joined""#), "{reply}");
-    ws
 }
 
 /// Joins from a socket that may have unread messages and announcements; returns the history frame.

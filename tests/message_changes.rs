@@ -4,19 +4,14 @@
 
 mod support;
 
+use support::raw::member;
+
 use serde_json::{json, Value};
 use support::db::TestDb;
 use support::raw::event_payload as payload;
 use support::raw::RawWs;
 
 const TRUST: &[&str] = &["--auth", "trust"];
-
-async fn member(addr: std::net::SocketAddr, eventid: i32, userid: i32, role: &str) -> RawWs {
-    let mut ws = RawWs::socketio(addr).await;
-    let reply = ws.join_chat(eventid, userid, role).await;
-    assert!(reply.starts_with(r#"42["chat-joined""#), "{reply}");
-    ws
-}
 
 /// The next frame that is not a join/leave announcement or somebody's typing.
 async fn next(ws: &mut RawWs) -> String {

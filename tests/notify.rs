@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::raw::member;
+
 use std::time::Duration;
 
 use support::binary::{start, Running};
@@ -36,13 +38,6 @@ async fn node(db: &TestDb, hook: &Receiver, delay: &str, extra: &[&str]) -> Runn
     ];
     args.extend_from_slice(extra);
     start(&args).await
-}
-
-async fn member(addr: std::net::SocketAddr, eventid: i32, userid: i32, role: &str) -> RawWs {
-    let mut ws = RawWs::socketio(addr).await;
-    let reply = ws.join_chat(eventid, userid, role).await;
-    assert!(reply.starts_with(r#"42["chat-joined""#), "{reply}");
-    ws
 }
 
 /// Sends a message and returns its id (from the sender's own `receive-message`).

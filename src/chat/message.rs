@@ -156,27 +156,34 @@ fn try_send(
     let notify = chat.notify.clone();
     let socket = socket.clone();
     Ok(Dispatch::Pending(Box::pin(async move {
-        if let Some(room) = publish_room {
-            room.await;
-        }
-        let reservation = match history.reserve() {
-            Slot::Now(reservation) => reservation,
-            Slot::Later(wait) => wait.await,
-        };
         let text = Text {
             message,
             attachments: None,
         };
-        deliver(
-            &history,
-            &socket,
-            &member,
-            text,
-            notify.as_deref(),
-            ack,
-            reservation,
-        );
+        let notify = notify.as_deref();
+        deliver_when_room(&history, publish_room, &socket, &member, text, notify, ack).await;
     })))
+}
+
+/// Waits for room in the cluster's publish queue (if given) and the history writer's queue, then
+/// delivers.
+async fn deliver_when_room(
+    history: &History,
+    publish_room: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    socket: &Arc<Socket>,
+    member: &Membership,
+    text: Text,
+    notify: Option<&crate::notify::Notifier>,
+    ack: Option<u64>,
+) {
+    if let Some(room) = publish_room {
+        room.await;
+    }
+    let reservation = match history.reserve() {
+        Slot::Now(reservation) => reservation,
+        Slot::Later(wait) => wait.await,
+    };
+    deliver(history, socket, member, text, notify, ack, reservation);
 }
 
 /// `attachments`: absent or `null` (none), or an array of distinct file ids, at most
@@ -259,26 +266,13 @@ fn attach_and_send(
             }
         };
         let json = serde_json::to_string(&attachments).ok().map(Arc::from);
-        if let Some(room) = cluster.as_ref().and_then(|c| c.wait_for_room()) {
-            room.await;
-        }
-        let reservation = match history.reserve() {
-            Slot::Now(reservation) => reservation,
-            Slot::Later(wait) => wait.await,
-        };
+        let room = cluster.as_ref().and_then(|c| c.wait_for_room());
         let text = Text {
             message,
             attachments: json,
         };
-        deliver(
-            &history,
-            &socket,
-            &member,
-            text,
-            notify.as_deref(),
-            ack,
-            reservation,
-        );
+        let notify = notify.as_deref();
+        deliver_when_room(&history, room, &socket, &member, text, notify, ack).await;
     })))
 }
 

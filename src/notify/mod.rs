@@ -524,7 +524,7 @@ impl Notifier {
         self.stats.retried.fetch_add(1, Ordering::Relaxed);
         let attempts = row.attempts + 1;
         let base = Duration::from_secs(1)
-            .saturating_mul(1u32 << attempts.clamp(0, 20))
+            .saturating_mul(1u32 << (attempts - 1).clamp(0, 20))
             .min(self.config.max_backoff);
         // Up to a fifth more, at random: retries of many notifications spread out.
         let jitter = base.mul_f64(rand::random::<f64>() * 0.2);

@@ -62,6 +62,18 @@ pub async fn start_with(router: Router, config: ServerConfig) -> TestServer {
     }
 }
 
+/// An HS256 token for `sub`, expiring `exp_offset` seconds from now (negative: expired).
+pub fn token(secret: &str, sub: serde_json::Value, exp_offset: i64) -> String {
+    let claims =
+        serde_json::json!({ "sub": sub, "exp": chrono::Utc::now().timestamp() + exp_offset });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode a test token")
+}
+
 /// A TCP port nothing listens on right now (for a process the test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -286,6 +286,14 @@ impl RawWs {
     }
 }
 
+/// A Socket.IO connection that joined `eventid` as `userid` in `role` (asserting it was let in).
+pub async fn member(addr: SocketAddr, eventid: i32, userid: i32, role: &str) -> RawWs {
+    let mut ws = RawWs::socketio(addr).await;
+    let reply = ws.join_chat(eventid, userid, role).await;
+    assert!(reply.starts_with(r#"42["chat-joined""#), "{reply}");
+    ws
+}
+
 /// The payload of an event frame `42["name",{...}]`, asserting the event's name.
 pub fn event_payload(frame: &str, event: &str) -> serde_json::Value {
     let body = frame

@@ -145,6 +145,19 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The gateway (trust mode) with its files in a new temporary directory, and that directory.
+async fn with_store(
+    db: &TestDb,
+    what: &str,
+    flags: &[&str],
+) -> (support::TestServer, std::path::PathBuf) {
+    let dir = support::temp_dir(what);
+    let store = format!("dir:{}", dir.display());
+    let mut all = vec!["--auth", "trust", "--file-store", &store];
+    all.extend_from_slice(flags);
+    (support::chat_gateway(&db.url(), &all).await, dir)
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -321,19 +334,17 @@ async fn a_file_goes_up_into_a_message_and_down_again() {
 #[tokio::test]
 async fn every_bad_upload_gets_a_clear_error_and_leaves_nothing_behind() {
     let db = TestDb::create().await;
-    let dir = support::temp_dir("refusals");
-    let store = format!("dir:{}", dir.display());
-    let flags = [
-        "--auth",
-        "trust",
-        "--file-store",
-        &store,
-        "--max-file-bytes",
-        "100000",
-        "--max-image-pixels",
-        "1000000",
-    ];
-    let server = support::chat_gateway(&db.url(), &flags).await;
+    let (server, dir) = with_store(
+        &db,
+        "refusals",
+        &[
+            "--max-file-bytes",
+            "100000",
+            "--max-image-pixels",
+            "1000000",
+        ],
+    )
+    .await;
     let addr = server.addr;
     let image = png(8, 8);
 
@@ -520,17 +531,7 @@ async fn announce_only(addr: std::net::SocketAddr, path: &str, length: u64) -> S
 async fn stalled_and_cut_off_uploads_end_with_an_error_and_leave_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let db = TestDb::create().await;
-    let dir = support::temp_dir("stalls");
-    let store = format!("dir:{}", dir.display());
-    let flags = [
-        "--auth",
-        "trust",
-        "--file-store",
-        &store,
-        "--upload-idle-timeout-ms",
-        "300",
-    ];
-    let server = support::chat_gateway(&db.url(), &flags).await;
+    let (server, dir) = with_store(&db, "stalls", &["--upload-idle-timeout-ms", "300"]).await;
     let addr = server.addr;
 
     // Announces 10,000 bytes, sends 100, then nothing: cut off after the idle timeout.
@@ -691,17 +692,7 @@ async fn only_your_own_unattached_uploads_to_this_chat_can_be_attached() {
 #[tokio::test]
 async fn deleted_messages_take_their_files_and_unattached_files_expire() {
     let db = TestDb::create().await;
-    let dir = support::temp_dir("expiry");
-    let store = format!("dir:{}", dir.display());
-    let flags = [
-        "--auth",
-        "trust",
-        "--file-store",
-        &store,
-        "--unattached-file-grace-secs",
-        "1",
-    ];
-    let server = support::chat_gateway(&db.url(), &flags).await;
+    let (server, dir) = with_store(&db, "expiry", &["--unattached-file-grace-secs", "1"]).await;
     let addr = server.addr;
     let mut tutor = member(addr, 101, 1, "tutor").await;
     let kept = json_of(&upload(addr, 101, 1, "kept.txt", "text/plain", b"kept").await)["file_id"]

@@ -70,6 +70,8 @@ pub struct Gateway {
     pub history: Arc<History>,
     pub auth: &'static str,
     pub demo: bool,
+    /// What file sharing and offline notifications run with, for the start-up log.
+    pub features: Vec<String>,
 }
 
 /// Which authentication the settings ask for (docs/PROTOCOL.md, "Authentication": `jwt` by
@@ -311,6 +313,26 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     };
     let files = files(args)?;
     let notify = notifier(args, directory.clone(), history.clone())?;
+    let features = vec![
+        match &files {
+            Some(f) => format!(
+                "file sharing: {} under {} (docs/FILES.md)",
+                args.file_store, f.config.path
+            ),
+            None => "file sharing: off".to_owned(),
+        },
+        match &notify {
+            Some(n) => format!(
+                "offline notifications: {} after {} s unread (docs/NOTIFICATIONS.md)",
+                n.channel_name(),
+                args.notify_delay_secs
+            ),
+            None if args.notify == Switch::On && args.database_url.is_some() => {
+                "offline notifications: off (no --notify-webhook-url)".to_owned()
+            }
+            None => "offline notifications: off".to_owned(),
+        },
+    ];
     let chat = Chat::new(
         directory.clone(),
         history.clone(),
@@ -399,6 +421,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         history,
         auth: auth_name,
         demo: args.database_url.is_none(),
+        features,
     })
 }
 
@@ -428,6 +451,9 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         None => None,
     };
     tracing::info!(listen = %local, auth = gateway.auth, "chatgate listening");
+    for line in &gateway.features {
+        tracing::info!("{line}");
+    }
     if gateway.demo {
         for line in DemoDirectory::describe() {
             tracing::info!("{line}");

@@ -103,6 +103,20 @@ impl std::str::FromStr for StoreConfig {
     }
 }
 
+impl std::fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Dir(dir) => write!(f, "directory {}", dir.display()),
+            StoreConfig::S3 {
+                bucket, endpoint, ..
+            } => match endpoint {
+                Some(e) => write!(f, "S3 bucket {bucket} at {e}"),
+                None => write!(f, "S3 bucket {bucket}"),
+            },
+        }
+    }
+}
+
 /// The store could not be opened at start.
 #[derive(Debug)]
 pub struct StoreError(pub String);

@@ -410,3 +410,35 @@ async fn the_demo_logs_notifications_from_an_in_memory_outbox() {
     );
     assert!(!line.contains("preview"), "{line}");
 }
+
+#[tokio::test]
+async fn a_large_burst_stored_in_big_batches_is_one_notification() {
+    let db = TestDb::create().await;
+    let mut hook = Receiver::start(&[]).await;
+    // The writer gathers for 100 ms: the burst is stored in batches large enough for COPY.
+    let a = node(
+        &db,
+        &hook,
+        "1",
+        &["--history-linger-ms", "100", "--message-rate", "0"],
+    )
+    .await;
+    let mut tutor = member(a.addr(), 101, 1, "tutor").await;
+    for i in 0..300 {
+        tutor
+            .send_text(&format!(r#"42["send-message",{{"message":"m{i}"}}]"#))
+            .await;
+    }
+    let last = send(&mut tutor, "last").await;
+    let d = hook.next().await;
+    assert_eq!(d.body["count"], 301, "{}", d.body);
+    assert_eq!(d.body["last_message_id"], last);
+    metric_reaches(a.addr(), "chatgate_notifications_pending", 0.0).await;
+    assert!(hook.taken_now().is_empty());
+    let stored = support::raw::metric(a.addr(), "chatgate_history_stored_total").await;
+    assert_eq!(stored, Some(301.0));
+    // In at most four batches: at least one of 76 or more (what COPY would take without
+    // notifications; with them one statement stores and files a batch of any size).
+    let batches = metric(a.addr(), "chatgate_history_write_seconds_count").await;
+    assert!(batches <= 4.0, "{batches} batches");
+}

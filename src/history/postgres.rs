@@ -461,16 +461,6 @@ impl Writer {
     async fn insert(&self, batch: &[Queued]) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
         if let Some(after) = self.notify_after {
-            if batch.len() >= COPY_FROM {
-                match copy_and_file(&client, batch, after).await {
-                    Ok(()) => return Ok(()),
-                    // A retry of a batch whose commit went through: the idempotent path.
-                    Err(e)
-                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                    }
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
             return insert_and_file(&client, batch, after)
                 .await
                 .map_err(|e| e.to_string());
@@ -493,53 +483,25 @@ impl Writer {
 /// The messages of a batch that were not stored yet, and, in the same statement (so in the same
 /// transaction, and idempotent on a retry), the outbox rows telling each chat's other seat about
 /// them: one row per chat and recipient seat while it is pending, later messages folded in.
-macro_rules! file_from {
-    ($source:literal, $now:literal, $due:literal) => {
-        concat!(
-            "INSERT INTO chatgate_notification AS n (eventid, recipient_role, sender_userid, \
-                 sender_name, count, first_message_id, last_message_id, preview, created_at, \
-                 next_at) \
-             SELECT eventid, CASE role WHEN 'tutor' THEN 'tutee' ELSE 'tutor' END, \
-                 (array_agg(userid ORDER BY id DESC))[1], \
-                 (array_agg(sender_name ORDER BY id DESC))[1], \
-                 count(*), min(id), max(id), (array_agg(message ORDER BY id DESC))[1], ",
-            $now,
-            ", ",
-            $due,
-            " FROM ",
-            $source,
-            " GROUP BY eventid, role \
-             ON CONFLICT (eventid, recipient_role) WHERE state = 'pending' DO UPDATE SET \
-                 count = n.count + EXCLUDED.count, \
-                 first_message_id = least(n.first_message_id, EXCLUDED.first_message_id), \
-                 last_message_id = greatest(n.last_message_id, EXCLUDED.last_message_id), \
-                 sender_userid = EXCLUDED.sender_userid, sender_name = EXCLUDED.sender_name, \
-                 preview = EXCLUDED.preview"
-        )
-    };
-}
-
-/// The messages of a batch that were not stored yet, and, in the same statement (so in the same
-/// transaction, and idempotent on a retry), the outbox rows telling each chat's other seat about
-/// them: one row per chat and recipient seat while it is pending, later messages folded in.
-const INSERT_AND_FILE: &str = concat!(
-    "WITH stored AS ( \
+const INSERT_AND_FILE: &str = "WITH stored AS ( \
          INSERT INTO chatgate_message \
              (id, eventid, userid, role, sender_name, message, created_at, attachments) \
          SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], $5::text[], \
                               $6::text[], $7::timestamptz[], $8::text[]) \
          ON CONFLICT (id) DO NOTHING \
-         RETURNING id, eventid, userid, role, sender_name, message) ",
-    file_from!("stored", "$9", "$10")
-);
-
-/// The outbox rows of a batch just stored by COPY (every row of it is new).
-const FILE: &str = file_from!(
-    "unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], $5::text[], $6::text[]) \
-         AS m(id, eventid, userid, role, sender_name, message)",
-    "$7",
-    "$8"
-);
+         RETURNING id, eventid, userid, role, sender_name, message) \
+     INSERT INTO chatgate_notification AS n (eventid, recipient_role, sender_userid, sender_name, \
+         count, first_message_id, last_message_id, preview, created_at, next_at) \
+     SELECT eventid, CASE role WHEN 'tutor' THEN 'tutee' ELSE 'tutor' END, \
+         (array_agg(userid ORDER BY id DESC))[1], (array_agg(sender_name ORDER BY id DESC))[1], \
+         count(*), min(id), max(id), (array_agg(message ORDER BY id DESC))[1], $9, $10 \
+     FROM stored GROUP BY eventid, role \
+     ON CONFLICT (eventid, recipient_role) WHERE state = 'pending' DO UPDATE SET \
+         count = n.count + EXCLUDED.count, \
+         first_message_id = least(n.first_message_id, EXCLUDED.first_message_id), \
+         last_message_id = greatest(n.last_message_id, EXCLUDED.last_message_id), \
+         sender_userid = EXCLUDED.sender_userid, sender_name = EXCLUDED.sender_name, \
+         preview = EXCLUDED.preview";
 
 async fn insert_and_file(
     client: &deadpool_postgres::Client,
@@ -548,46 +510,12 @@ async fn insert_and_file(
 ) -> Result<(), tokio_postgres::Error> {
     let statement = client.prepare_cached(INSERT_AND_FILE).await?;
     let c = Columns::of(batch);
-    let (now, due) = due_times(after);
+    let now = super::now();
+    let due = now + chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX);
     let mut params = c.params();
     params.push(&now);
     params.push(&due);
     client.execute(&statement, &params).await.map(|_| ())
-}
-
-/// A large batch with notifications on: COPY and the outbox rows in one transaction.
-async fn copy_and_file(
-    client: &deadpool_postgres::Client,
-    batch: &[Queued],
-    after: Duration,
-) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute("BEGIN").await?;
-    let done = async {
-        copy(client, batch).await?;
-        let statement = client.prepare_cached(FILE).await?;
-        let c = Columns::of(batch);
-        let (now, due) = due_times(after);
-        let mut params = c.params();
-        params.truncate(6);
-        params.push(&now);
-        params.push(&due);
-        client.execute(&statement, &params).await?;
-        client.batch_execute("COMMIT").await
-    }
-    .await;
-    if done.is_err() {
-        let _ = client.batch_execute("ROLLBACK").await;
-    }
-    done
-}
-
-/// When an outbox row made now is due.
-fn due_times(after: Duration) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
-    let now = super::now();
-    (
-        now,
-        now + chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX),
-    )
 }
 
 /// Batches of at least this many rows go by COPY (cheaper per row, one more round trip); smaller

@@ -5,6 +5,7 @@
 //! set-up). The chat asks one question per join: may this user take this seat in this event, and
 //! what is their name?
 
+mod batched;
 pub mod demo;
 pub mod postgres;
 

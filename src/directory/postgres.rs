@@ -32,6 +32,8 @@ pub struct PostgresConfig {
 
 pub struct PostgresDirectory {
     pool: Pool,
+    /// With the default queries: seats read in batches (see `batched`).
+    batched: Option<super::batched::SeatReader>,
     event_query: String,
     user_query: String,
     query_timeout: Duration,
@@ -42,7 +44,10 @@ impl PostgresDirectory {
     /// Builds the pool; no connection is opened until the first query.
     pub fn new(config: &PostgresConfig) -> Result<PostgresDirectory, DirectoryError> {
         let pool = pool(&config.url, config.pool_size, config.connect_timeout)?;
+        let defaults =
+            config.event_query == DEFAULT_EVENT_QUERY && config.user_query == DEFAULT_USER_QUERY;
         Ok(PostgresDirectory {
+            batched: defaults.then(|| super::batched::SeatReader::new(pool.clone())),
             pool,
             event_query: config.event_query.clone(),
             user_query: config.user_query.clone(),
@@ -56,6 +61,10 @@ impl PostgresDirectory {
     }
 
     async fn lookup(&self, eventid: i32, userid: i32, role: Role) -> Result<Seat, DirectoryError> {
+        if let Some(batched) = &self.batched {
+            let (slots, name) = batched.find(eventid, userid).await?;
+            return Ok(decide(slots, name, userid, role));
+        }
         let fail = |what: &str, e: &dyn std::fmt::Display| DirectoryError(format!("{what}: {e}"));
         let client = self
             .pool

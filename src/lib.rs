@@ -21,9 +21,9 @@
 //!
 //! Assembly and operations: [`config`] (flags, the one home of every default), [`app`] (wiring,
 //! start-up, shutdown), [`admin`] (`/health`, `/ready`, `/metrics`), [`demo`] (the page at `/`),
-//! [`migrate`] (chatgate's own tables). Shared pieces: [`rate`] (token buckets), [`http`]
-//! (response helpers, origin policy), [`sharded`] (the lock-sharded map under the session and room
-//! tables).
+//! [`migrate`] (chatgate's own tables). Shared pieces: [`rate`] (token buckets), [`batch`]
+//! (questions asked at once, read together), [`http`] (response helpers, origin policy),
+//! [`sharded`] (the lock-sharded map under the session and room tables).
 //!
 //! Follow a chat message:
 //! `engine/websocket.rs` reads the frame ->
@@ -49,6 +49,7 @@ pub use chatgate_codec as codec;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod chat;
 pub mod cluster;
 pub mod config;

@@ -3,18 +3,16 @@
 //! A burst of joins (a class starting, the clients of a restarted node coming back) costs the
 //! default schema two statements per join; PostgreSQL shares the box with the gateway, and its
 //! per-statement work came out of the gateway's joins per second (docs/PERFORMANCE.md). So, as the
-//! history pages do (`history/pages.rs`), seats asked for at the same moment are read together:
-//! reader tasks take whatever requests are queued and read all their events and users with one
-//! statement each (the ids as arrays), pipelined on one connection. A lone join still costs one
+//! history pages do (`history/pages.rs`), seats asked for at the same moment are read together
+//! (`crate::batch`): all their events and users with one statement each (the ids as arrays),
+//! pipelined on one connection. A lone join still costs one
 //! round trip. Only the default queries can be batched: an operator's own `--event-query` and
 //! `--user-query` are run as written, one join at a time.
 
-use std::sync::Arc;
-
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::DirectoryError;
+use crate::batch::Batcher;
 
 /// Most joins read with one pair of statements.
 const MAX_BATCH: usize = 64;
@@ -32,77 +30,31 @@ const USERS: &str =
 /// An event's two seats (if the event exists) and the user's name (if the user exists).
 pub type Found = (Option<(Option<i32>, Option<i32>)>, Option<String>);
 
-struct Request {
-    eventid: i32,
-    userid: i32,
-    answer: oneshot::Sender<Result<Found, DirectoryError>>,
-}
-
+/// Reads seats, in batches (`crate::batch`).
 pub struct SeatReader {
-    queue: mpsc::Sender<Request>,
-    /// The readers' pool and queue end until the first request starts them on its runtime.
-    idle: std::sync::Mutex<Option<(Pool, mpsc::Receiver<Request>)>>,
+    batcher: Batcher<(i32, i32), Result<Found, DirectoryError>>,
 }
 
 impl SeatReader {
     pub fn new(pool: Pool) -> SeatReader {
-        let (queue, rx) = mpsc::channel(MAX_BATCH * READERS * 4);
-        SeatReader {
-            queue,
-            idle: std::sync::Mutex::new(Some((pool, rx))),
-        }
+        let batcher = Batcher::new(READERS, MAX_BATCH, move |batch: Vec<(i32, i32)>| {
+            let pool = pool.clone();
+            async move {
+                let (eventids, userids): (Vec<i32>, Vec<i32>) = batch.into_iter().unzip();
+                match read(&pool, &eventids, &userids).await {
+                    Ok(found) => found.into_iter().map(Ok).collect(),
+                    Err(e) => eventids.iter().map(|_| Err(e.clone())).collect(),
+                }
+            }
+        });
+        SeatReader { batcher }
     }
 
     pub async fn find(&self, eventid: i32, userid: i32) -> Result<Found, DirectoryError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((pool, rx)) = idle {
-            let rx = Arc::new(Mutex::new(rx));
-            for _ in 0..READERS {
-                tokio::spawn(read_batches(pool.clone(), rx.clone()));
-            }
-        }
-        let (answer, answered) = oneshot::channel();
-        let gone = || DirectoryError("the directory readers stopped".into());
-        self.queue
-            .send(Request {
-                eventid,
-                userid,
-                answer,
-            })
+        self.batcher
+            .ask((eventid, userid))
             .await
-            .map_err(|_| gone())?;
-        answered.await.map_err(|_| gone())?
-    }
-}
-
-async fn read_batches(pool: Pool, rx: Arc<Mutex<mpsc::Receiver<Request>>>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        {
-            let mut rx = rx.lock().await;
-            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
-            }
-        }
-        // A join that gave up (timeout, disconnect) is not read.
-        batch.retain(|r| !r.answer.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let eventids: Vec<i32> = batch.iter().map(|r| r.eventid).collect();
-        let userids: Vec<i32> = batch.iter().map(|r| r.userid).collect();
-        match read(&pool, &eventids, &userids).await {
-            Ok(found) => {
-                for (r, found) in batch.drain(..).zip(found) {
-                    let _ = r.answer.send(Ok(found));
-                }
-            }
-            Err(e) => {
-                for r in batch.drain(..) {
-                    let _ = r.answer.send(Err(e.clone()));
-                }
-            }
-        }
+            .unwrap_or_else(|| Err(DirectoryError("the directory readers stopped".into())))
     }
 }
 

@@ -7,9 +7,9 @@
 //! join together, and that CPU came out of the gateway's joins per second. So pages asked for at
 //! the same moment are read together: a few reader tasks each take whatever requests are queued
 //! (up to [`MAX_BATCH`]) and read all their pages with the same three statements (the requests as
-//! arrays, a `LATERAL` page per request), pipelined on one connection. Nothing waits to fill a
-//! batch: an idle server reads a lone page at once, with the same one round trip as before, and
-//! batches only grow when requests arrive faster than the database answers.
+//! arrays, a `LATERAL` page per request), pipelined on one connection (`crate::batch`). Nothing
+//! waits to fill a batch: an idle server reads a lone page at once, with the same one round trip
+//! as before, and batches only grow when requests arrive faster than the database answers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,10 +17,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::annotations::{ReactionCount, ReadMark};
 use super::{HistoryError, Page, StoredMessage};
+use crate::batch::Batcher;
 use crate::directory::Role;
 
 /// Most pages read with one set of statements: large enough that a burst costs the database a
@@ -58,7 +58,6 @@ struct Request {
     before: i64,
     limit: usize,
     viewer: i32,
-    answer: oneshot::Sender<Result<Page, HistoryError>>,
 }
 
 /// Pages read and the batches they were read in, for `/metrics`.
@@ -68,39 +67,30 @@ pub struct PageCounts {
     pub batches: AtomicU64,
 }
 
-/// Hands page requests to the reader tasks.
+/// Reads pages, in batches (`crate::batch`).
 pub struct PageReader {
-    queue: mpsc::Sender<Request>,
+    batcher: Batcher<Request, Result<Page, HistoryError>>,
     counts: Arc<PageCounts>,
-    /// The readers' pool and queue end until the first page starts them (on the runtime that
-    /// asks, so building the store needs none).
-    idle: std::sync::Mutex<Option<(Pool, mpsc::Receiver<Request>)>>,
-    readers: usize,
 }
 
 impl PageReader {
     /// `readers` reader tasks will read through `pool`, each holding one of its connections while
     /// it reads a batch.
     pub fn new(pool: Pool, readers: usize) -> PageReader {
-        let readers = readers.max(1);
-        // Bounded by the joins in flight, which the handshake and connection limits bound.
-        let (queue, rx) = mpsc::channel(MAX_BATCH * readers * 4);
-        PageReader {
-            queue,
-            counts: Arc::default(),
-            idle: std::sync::Mutex::new(Some((pool, rx))),
-            readers,
-        }
-    }
-
-    fn start_readers(&self) {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((pool, rx)) = idle {
-            let rx = Arc::new(Mutex::new(rx));
-            for _ in 0..self.readers {
-                tokio::spawn(read_batches(pool.clone(), rx.clone(), self.counts.clone()));
+        let counts = Arc::new(PageCounts::default());
+        let c = counts.clone();
+        let batcher = Batcher::new(readers, MAX_BATCH, move |batch: Vec<Request>| {
+            let (pool, counts) = (pool.clone(), c.clone());
+            async move {
+                counts.batches.fetch_add(1, Ordering::Relaxed);
+                counts
+                    .pages
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let rows = read(&pool, &batch_keys(&batch)).await;
+                answers(&batch, rows)
             }
-        }
+        });
+        PageReader { batcher, counts }
     }
 
     pub fn counts(&self) -> &PageCounts {
@@ -116,47 +106,16 @@ impl PageReader {
         limit: usize,
         viewer: i32,
     ) -> Result<Page, HistoryError> {
-        let (answer, answered) = oneshot::channel();
         let request = Request {
             eventid,
             before,
             limit,
             viewer,
-            answer,
         };
-        self.start_readers();
-        let gone = || HistoryError("the history readers stopped".into());
-        self.queue.send(request).await.map_err(|_| gone())?;
-        answered.await.map_err(|_| gone())?
-    }
-}
-
-/// One reader: takes what is queued, reads it, answers, until the queue closes.
-async fn read_batches(
-    pool: Pool,
-    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
-    counts: Arc<PageCounts>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        {
-            // The receiver is shared by the readers; the one holding it waits for the next
-            // request, takes whatever else is queued and lets the next reader wait.
-            let mut rx = rx.lock().await;
-            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
-            }
-        }
-        // A request whose asker gave up (timeout, disconnect) is not read.
-        batch.retain(|r| !r.answer.is_closed());
-        if !batch.is_empty() {
-            counts.batches.fetch_add(1, Ordering::Relaxed);
-            counts
-                .pages
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let rows = read(&pool, &batch_keys(&batch)).await;
-            answer(batch.drain(..), rows);
-        }
+        self.batcher
+            .ask(request)
+            .await
+            .unwrap_or_else(|| Err(HistoryError("the history readers stopped".into())))
     }
 }
 
@@ -261,28 +220,29 @@ fn slot(row: &tokio_postgres::Row, n: usize) -> Result<usize, String> {
         .ok_or_else(|| format!("page row for request {k} of {n}"))
 }
 
-/// Tells each request its page, or the batch's error.
-fn answer(requests: impl Iterator<Item = Request>, rows: Result<Rows, HistoryError>) {
+/// Each request's page, or the batch's error for each.
+fn answers(
+    requests: &[Request],
+    rows: Result<Rows, HistoryError>,
+) -> Vec<Result<Page, HistoryError>> {
     let mut rows = match rows {
         Ok(rows) => rows,
-        Err(e) => {
-            for r in requests {
-                let _ = r.answer.send(Err(e.clone()));
-            }
-            return;
-        }
+        Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
     };
-    for (k, r) in requests.enumerate() {
-        let mut newest_first = std::mem::take(&mut rows.messages[k]);
-        let has_more = newest_first.len() > r.limit;
-        newest_first.truncate(r.limit);
-        let page = Page {
-            messages: newest_first.into_iter().rev().map(Arc::new).collect(),
-            has_more,
-            reactions: std::mem::take(&mut rows.reactions[k]),
-            // Two requests of one chat in a batch (its tutor and its tutee) get the same marks.
-            reads: rows.reads.get(&r.eventid).cloned().unwrap_or_default(),
-        };
-        let _ = r.answer.send(Ok(page));
-    }
+    requests
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            let mut newest_first = std::mem::take(&mut rows.messages[k]);
+            let has_more = newest_first.len() > r.limit;
+            newest_first.truncate(r.limit);
+            Ok(Page {
+                messages: newest_first.into_iter().rev().map(Arc::new).collect(),
+                has_more,
+                reactions: std::mem::take(&mut rows.reactions[k]),
+                // Two requests of one chat in a batch (its tutor and its tutee) get the same marks.
+                reads: rows.reads.get(&r.eventid).cloned().unwrap_or_default(),
+            })
+        })
+        .collect()
 }

@@ -59,7 +59,7 @@ pub enum Inserted {
 }
 
 pub enum Meta {
-    Memory(Mutex<HashMap<String, FileRecord>>),
+    Memory(Mutex<Files>),
     Postgres(Pool),
 }
 
@@ -83,35 +83,34 @@ fn record(row: &tokio_postgres::Row) -> Result<FileRecord, MetaError> {
     })
 }
 
-impl Meta {
-    fn memory(&self) -> Option<std::sync::MutexGuard<'_, HashMap<String, FileRecord>>> {
-        match self {
-            Meta::Memory(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
-            Meta::Postgres(_) => None,
-        }
-    }
+type Files = HashMap<String, FileRecord>;
 
+fn lock(files: &Mutex<Files>) -> std::sync::MutexGuard<'_, Files> {
+    files.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Bytes `userid` uploaded after `since`, in the memory store.
+fn used_since(files: &Files, userid: i32, since: DateTime<Utc>) -> i64 {
+    files
+        .values()
+        .filter(|f| f.userid == userid && f.created_at > since)
+        .map(|f| f.size)
+        .sum()
+}
+
+/// The same in PostgreSQL: `$1` the user, `$2` since when.
+const USED: &str =
+    "SELECT coalesce(sum(size), 0)::bigint FROM chatgate_file WHERE userid = $1 AND created_at > $2";
+
+impl Meta {
     /// Bytes `userid` uploaded in the 24 hours before `now` (files since deleted not counted).
     pub async fn used(&self, userid: i32, now: DateTime<Utc>) -> Result<i64, MetaError> {
         match self {
-            Meta::Memory(_) => Ok(self
-                .memory()
-                .into_iter()
-                .flat_map(|m| {
-                    m.values()
-                        .filter(|f| f.userid == userid && f.created_at > now - DAY)
-                        .map(|f| f.size)
-                        .collect::<Vec<_>>()
-                })
-                .sum()),
+            Meta::Memory(files) => Ok(used_since(&lock(files), userid, now - DAY)),
             Meta::Postgres(pool) => {
                 let client = pool.get().await.map_err(fail)?;
                 let row = client
-                    .query_one(
-                        "SELECT coalesce(sum(size), 0)::bigint FROM chatgate_file \
-                         WHERE userid = $1 AND created_at > $2",
-                        &[&userid, &(now - DAY)],
-                    )
+                    .query_one(USED, &[&userid, &(now - DAY)])
                     .await
                     .map_err(fail)?;
                 row.try_get(0).map_err(fail)
@@ -123,13 +122,9 @@ impl Meta {
     /// Concurrent uploads of one user are serialised here, so together they never pass it.
     pub async fn insert(&self, f: &FileRecord, quota: i64) -> Result<Inserted, MetaError> {
         match self {
-            Meta::Memory(_) => {
-                let mut m = self.memory().ok_or_else(|| fail("memory"))?;
-                let used: i64 = m
-                    .values()
-                    .filter(|o| o.userid == f.userid && o.created_at > f.created_at - DAY)
-                    .map(|o| o.size)
-                    .sum();
+            Meta::Memory(files) => {
+                let mut m = lock(files);
+                let used = used_since(&m, f.userid, f.created_at - DAY);
                 if used + f.size > quota {
                     return Ok(Inserted::OverQuota { used });
                 }
@@ -144,11 +139,7 @@ impl Meta {
                     .await
                     .map_err(fail)?;
                 let used: i64 = tx
-                    .query_one(
-                        "SELECT coalesce(sum(size), 0)::bigint FROM chatgate_file \
-                         WHERE userid = $1 AND created_at > $2",
-                        &[&f.userid, &(f.created_at - DAY)],
-                    )
+                    .query_one(USED, &[&f.userid, &(f.created_at - DAY)])
                     .await
                     .map_err(fail)?
                     .try_get(0)
@@ -180,7 +171,7 @@ impl Meta {
 
     pub async fn get(&self, file_id: &str) -> Result<Option<FileRecord>, MetaError> {
         match self {
-            Meta::Memory(_) => Ok(self.memory().and_then(|m| m.get(file_id).cloned())),
+            Meta::Memory(files) => Ok(lock(files).get(file_id).cloned()),
             Meta::Postgres(pool) => {
                 let client = pool.get().await.map_err(fail)?;
                 let sql = format!("SELECT {COLUMNS} FROM chatgate_file WHERE file_id = $1");
@@ -214,8 +205,8 @@ impl Meta {
             Ok(())
         };
         match self {
-            Meta::Memory(_) => {
-                let mut m = self.memory().ok_or_else(|| fail("memory"))?;
+            Meta::Memory(files) => {
+                let mut m = lock(files);
                 let found: Vec<FileRecord> =
                     ids.iter().filter_map(|id| m.get(id).cloned()).collect();
                 if let Err(refusal) = check(&found) {
@@ -258,13 +249,9 @@ impl Meta {
 
     pub async fn set_thumbnail(&self, file_id: &str) -> Result<(), MetaError> {
         match self {
-            Meta::Memory(_) => {
-                if let Some(f) = self.memory().and_then(|mut m| {
-                    m.get_mut(file_id).map(|f| {
-                        f.thumbnail = true;
-                    })
-                }) {
-                    return Ok(f);
+            Meta::Memory(files) => {
+                if let Some(f) = lock(files).get_mut(file_id) {
+                    f.thumbnail = true;
                 }
                 Ok(())
             }
@@ -289,16 +276,12 @@ impl Meta {
         limit: i64,
     ) -> Result<Vec<String>, MetaError> {
         match self {
-            Meta::Memory(_) => Ok(self
-                .memory()
-                .map(|m| {
-                    m.values()
-                        .filter(|f| !f.attached && f.created_at < cutoff)
-                        .take(limit as usize)
-                        .map(|f| f.file_id.clone())
-                        .collect()
-                })
-                .unwrap_or_default()),
+            Meta::Memory(files) => Ok(lock(files)
+                .values()
+                .filter(|f| !f.attached && f.created_at < cutoff)
+                .take(limit as usize)
+                .map(|f| f.file_id.clone())
+                .collect()),
             Meta::Postgres(pool) => {
                 let client = pool.get().await.map_err(fail)?;
                 client
@@ -319,11 +302,10 @@ impl Meta {
     /// Forgets files (their bytes are deleted first, by the caller).
     pub async fn remove(&self, ids: &[String]) -> Result<(), MetaError> {
         match self {
-            Meta::Memory(_) => {
-                if let Some(mut m) = self.memory() {
-                    for id in ids {
-                        m.remove(id);
-                    }
+            Meta::Memory(files) => {
+                let mut m = lock(files);
+                for id in ids {
+                    m.remove(id);
                 }
                 Ok(())
             }

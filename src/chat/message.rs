@@ -119,16 +119,14 @@ fn try_send(
     if payload::present(fields.eventid) && payload::id(fields.eventid) != Some(member.eventid) {
         return Err(ChatError::EventIdMismatch);
     }
-    let attachments = attachment_ids(chat, fields.attachments)?;
-    let message = if attachments.is_empty() {
-        text(chat, fields.message)?
-    } else {
+    if let Some((files, ids)) = attachments(chat, fields.attachments)? {
         // With attachments the text may be empty (a photo without a caption).
-        caption(chat, fields.message)?
-    };
-    if !attachments.is_empty() {
-        return attach_and_send(chat, socket, member, message, attachments, ack);
+        let message = caption(chat, fields.message)?;
+        return Ok(attach_and_send(
+            chat, files, socket, member, message, ids, ack,
+        ));
     }
+    let message = text(chat, fields.message)?;
     // Flow control: when the cluster's publish queue is full while Redis is up, or the history
     // writer's queue is full while the database keeps up, the sender waits for room (its later
     // packets wait behind it) rather than having its message lost to the other nodes or to history.
@@ -186,25 +184,31 @@ async fn deliver_when_room(
     deliver(history, socket, member, text, notify, ack, reservation);
 }
 
-/// `attachments`: absent or `null` (none), or an array of distinct file ids, at most
-/// `--max-attachments`.
-fn attachment_ids(chat: &Chat, raw: Option<&RawValue>) -> Result<Vec<String>, ChatError> {
+/// Files to attach, and the file sharing that claims them.
+type Attaching = (Arc<crate::files::Files>, Vec<String>);
+
+/// `attachments`: absent, `null` or `[]` (none: `None`), or an array of distinct file ids, at
+/// most `--max-attachments`, with the file sharing that will claim them.
+fn attachments(chat: &Chat, raw: Option<&RawValue>) -> Result<Option<Attaching>, ChatError> {
     let max = chat.files.as_ref().map_or(0, |f| f.config.max_attachments);
     let Some(raw) = raw.filter(|r| r.get().trim() != "null") else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let bad = ChatError::BadAttachments { max };
     let ids: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| bad.clone())?;
-    if chat.files.is_none() && !ids.is_empty() {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let Some(files) = chat.files.clone() else {
         return Err(ChatError::AttachmentRefused {
             why: "file sharing is off on this server".into(),
         });
-    }
+    };
     let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
     if ids.len() > max || !distinct || !ids.iter().all(|id| crate::files::is_file_id(id)) {
         return Err(bad);
     }
-    Ok(ids)
+    Ok(Some((files, ids)))
 }
 
 /// The text of a message with attachments: absent, or a string within the length limit (blank
@@ -221,22 +225,18 @@ fn caption(chat: &Chat, raw: Option<&RawValue>) -> Result<String, ChatError> {
 /// this chat, not attached yet), then the message goes like any other, carrying them.
 fn attach_and_send(
     chat: &Chat,
+    files: Arc<crate::files::Files>,
     socket: &Arc<Socket>,
     member: Arc<Membership>,
     message: String,
     ids: Vec<String>,
     ack: Option<u64>,
-) -> Result<Dispatch, ChatError> {
-    let Some(files) = chat.files.clone() else {
-        return Err(ChatError::AttachmentRefused {
-            why: "file sharing is off on this server".into(),
-        });
-    };
+) -> Dispatch {
     let history = chat.history.clone();
     let cluster = chat.cluster.clone();
     let notify = chat.notify.clone();
     let socket = socket.clone();
-    Ok(Dispatch::Pending(Box::pin(async move {
+    Dispatch::Pending(Box::pin(async move {
         use crate::files::ClaimRefusal;
         let attachments = match files.claim(member.eventid, member.userid, &ids).await {
             Ok(Ok(attachments)) => attachments,
@@ -273,7 +273,7 @@ fn attach_and_send(
         };
         let notify = notify.as_deref();
         deliver_when_room(&history, room, &socket, &member, text, notify, ack).await;
-    })))
+    }))
 }
 
 /// The text of a `send-message` or `edit-message`: a string, not blank, within the length limit.

@@ -19,13 +19,31 @@ pub enum Presence {
         /// (eventid, userid) -> socket id -> when its activity expires.
         active: Mutex<HashMap<(i32, i32), HashMap<String, std::time::Instant>>>,
     },
-    Redis {
-        idle: Duration,
-        prefix: String,
-        client: redis::Client,
-        /// Opened on first use (and kept reconnecting by the manager).
-        conn: tokio::sync::OnceCell<ConnectionManager>,
-    },
+    Redis(Shared),
+}
+
+/// Presence in Redis (cluster mode).
+pub struct Shared {
+    idle: Duration,
+    prefix: String,
+    client: redis::Client,
+    /// Opened on first use (and kept reconnecting by the manager).
+    conn: tokio::sync::OnceCell<ConnectionManager>,
+}
+
+impl Shared {
+    /// The key of `userid`'s presence in `eventid`'s chat, and a connection; `None` without Redis.
+    async fn open(&self, eventid: i32, userid: i32) -> Option<(String, ConnectionManager)> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "presence: no Redis"))
+            .ok()?
+            .clone();
+        let key = format!("{}-presence#{eventid}#{userid}", self.prefix);
+        Some((key, conn))
+    }
 }
 
 fn now_ms() -> i64 {
@@ -42,27 +60,12 @@ impl Presence {
 
     pub fn redis(url: &str, prefix: &str, idle: Duration) -> Result<Presence, String> {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        Ok(Presence::Redis {
+        Ok(Presence::Redis(Shared {
             idle,
             prefix: prefix.to_owned(),
             client,
             conn: tokio::sync::OnceCell::new(),
-        })
-    }
-
-    async fn connection(
-        client: &redis::Client,
-        conn: &tokio::sync::OnceCell<ConnectionManager>,
-    ) -> Option<ConnectionManager> {
-        conn.get_or_try_init(|| ConnectionManager::new(client.clone()))
-            .await
-            .map_err(|e| tracing::debug!(error = %e, "presence: no Redis"))
-            .ok()
-            .cloned()
-    }
-
-    fn key(prefix: &str, eventid: i32, userid: i32) -> String {
-        format!("{prefix}-presence#{eventid}#{userid}")
+        }))
     }
 
     /// Socket `sid` of `userid` was active in `eventid`'s chat just now.
@@ -77,17 +80,11 @@ impl Presence {
                     .or_default()
                     .insert(sid.to_owned(), until);
             }
-            Presence::Redis {
-                idle,
-                prefix,
-                client,
-                conn,
-            } => {
-                let key = Presence::key(prefix, eventid, userid);
-                let ms = idle.as_millis() as i64;
-                let Some(mut conn) = Presence::connection(client, conn).await else {
+            Presence::Redis(shared) => {
+                let Some((key, mut conn)) = shared.open(eventid, userid).await else {
                     return;
                 };
+                let ms = shared.idle.as_millis() as i64;
                 let result: redis::RedisResult<()> = redis::pipe()
                     .hset(&key, sid, now_ms() + ms)
                     .ignore()
@@ -114,14 +111,8 @@ impl Presence {
                     }
                 }
             }
-            Presence::Redis {
-                prefix,
-                client,
-                conn,
-                ..
-            } => {
-                let key = Presence::key(prefix, eventid, userid);
-                let Some(mut conn) = Presence::connection(client, conn).await else {
+            Presence::Redis(shared) => {
+                let Some((key, mut conn)) = shared.open(eventid, userid).await else {
                     return;
                 };
                 let result: redis::RedisResult<()> = redis::cmd("HDEL")
@@ -148,14 +139,8 @@ impl Presence {
                     .get(&(eventid, userid))
                     .is_some_and(|sockets| sockets.values().any(|&until| until > now))
             }
-            Presence::Redis {
-                prefix,
-                client,
-                conn,
-                ..
-            } => {
-                let key = Presence::key(prefix, eventid, userid);
-                let Some(mut conn) = Presence::connection(client, conn).await else {
+            Presence::Redis(shared) => {
+                let Some((key, mut conn)) = shared.open(eventid, userid).await else {
                     return false;
                 };
                 let fields: redis::RedisResult<HashMap<String, i64>> =

@@ -1,7 +1,6 @@
 //! Assembles the gateway from its settings: directory, authentication, the chat namespace, the
 //! Engine.IO endpoint and the demo page, and runs it until a shutdown signal.
 
-use crate::files::{Files, FilesConfig, StoreConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use crate::directory::demo::DemoDirectory;
 use crate::directory::postgres::{PostgresConfig, PostgresDirectory};
 use crate::directory::{Directory, DirectoryError};
 use crate::engine::{Engine, EngineConfig};
+use crate::files::{Files, FilesConfig, StoreConfig};
 use crate::history::{History, HistoryConfig};
 use crate::http::OriginPolicy;
 use crate::migrate::MigrateError;

@@ -20,11 +20,19 @@ use super::pages::PageReader;
 use super::{HistoryConfig, HistoryError, OnStored, Page, StoredMessage};
 use crate::directory::LatencyHistogram;
 
-const INSERT: &str = "INSERT INTO chatgate_message \
-     (id, eventid, userid, role, sender_name, message, created_at, attachments) \
-     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], $5::text[], \
-                          $6::text[], $7::timestamptz[], $8::text[]) \
-     ON CONFLICT (id) DO NOTHING";
+/// The messages of a batch that are not stored yet (a retried batch stores nothing twice), from
+/// one array per column (`Columns`). A macro, so that `INSERT_AND_FILE` can embed the same text.
+macro_rules! insert_new_messages {
+    () => {
+        "INSERT INTO chatgate_message \
+             (id, eventid, userid, role, sender_name, message, created_at, attachments) \
+         SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], \
+                              $5::text[], $6::text[], $7::timestamptz[], $8::text[]) \
+         ON CONFLICT (id) DO NOTHING"
+    };
+}
+
+const INSERT: &str = insert_new_messages!();
 
 pub struct Queued {
     message: StoredMessage,
@@ -483,13 +491,10 @@ impl Writer {
 /// The messages of a batch that were not stored yet, and, in the same statement (so in the same
 /// transaction, and idempotent on a retry), the outbox rows telling each chat's other seat about
 /// them: one row per chat and recipient seat while it is pending, later messages folded in.
-const INSERT_AND_FILE: &str = "WITH stored AS ( \
-         INSERT INTO chatgate_message \
-             (id, eventid, userid, role, sender_name, message, created_at, attachments) \
-         SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::text[], $5::text[], \
-                              $6::text[], $7::timestamptz[], $8::text[]) \
-         ON CONFLICT (id) DO NOTHING \
-         RETURNING id, eventid, userid, role, sender_name, message) \
+const INSERT_AND_FILE: &str = concat!(
+    "WITH stored AS (",
+    insert_new_messages!(),
+    " RETURNING id, eventid, userid, role, sender_name, message) \
      INSERT INTO chatgate_notification AS n (eventid, recipient_role, sender_userid, sender_name, \
          count, first_message_id, last_message_id, preview, created_at, next_at) \
      SELECT eventid, CASE role WHEN 'tutor' THEN 'tutee' ELSE 'tutor' END, \
@@ -501,7 +506,8 @@ const INSERT_AND_FILE: &str = "WITH stored AS ( \
          first_message_id = least(n.first_message_id, EXCLUDED.first_message_id), \
          last_message_id = greatest(n.last_message_id, EXCLUDED.last_message_id), \
          sender_userid = EXCLUDED.sender_userid, sender_name = EXCLUDED.sender_name, \
-         preview = EXCLUDED.preview";
+         preview = EXCLUDED.preview"
+);
 
 async fn insert_and_file(
     client: &deadpool_postgres::Client,

@@ -148,6 +148,25 @@ impl Admin {
             "chat-error replies, by message.",
             &to_samples("message", &errors),
         );
+        let (recoveries, replayed) = METRICS.recoveries();
+        family(
+            "chatgate_recoveries_total",
+            "counter",
+            "Reconnections with a session id (connection state recovery): restored, or why not.",
+            &to_samples("outcome", &recoveries),
+        );
+        family(
+            "chatgate_recovery_replayed_total",
+            "counter",
+            "Messages and changes sent again to restored sockets.",
+            &[(String::new(), replayed as f64)],
+        );
+        family(
+            "chatgate_change_log_dropped_total",
+            "counter",
+            "Changes broadcast but not written to the change log (a recovery across them falls back).",
+            &[(String::new(), self.history.changes_dropped() as f64)],
+        );
         if let Some(writer) = self.history.writer_stats() {
             family(
                 "chatgate_history_queued",

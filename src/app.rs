@@ -68,6 +68,8 @@ pub struct Gateway {
     pub shutting_down: Arc<AtomicBool>,
     pub engine: Arc<Engine<SocketIo>>,
     pub history: Arc<History>,
+    /// Connection state recovery's sessions, written out at shutdown.
+    pub sessions: Option<Arc<crate::recovery::Sessions>>,
     pub auth: &'static str,
     pub demo: bool,
     /// What file sharing and offline notifications run with, for the start-up log.
@@ -249,7 +251,48 @@ pub fn history_config(args: &ServeArgs) -> HistoryConfig {
         node_id: args.node_id,
         read_flush: Duration::from_millis(args.read_flush_ms),
         notify_after: notify_after(args),
+        log_changes: recovery_on(args),
     }
+}
+
+/// Whether connection state recovery runs: a window, and a history to replay from.
+fn recovery_on(args: &ServeArgs) -> bool {
+    args.recovery_window_secs > 0 && args.history == Switch::On
+}
+
+/// Connection state recovery's sessions (PostgreSQL with a database, memory otherwise), started.
+fn recovery(
+    args: &ServeArgs,
+    history: &Arc<History>,
+    cluster: bool,
+) -> Result<Option<crate::chat::recovery::Recovery>, StartError> {
+    if !recovery_on(args) {
+        return Ok(None);
+    }
+    let window = Duration::from_secs(args.recovery_window_secs);
+    let sessions = match database_pool(args, 2)? {
+        Some(pool) => crate::recovery::Sessions::postgres(pool, window),
+        None => crate::recovery::Sessions::memory(window),
+    };
+    let history = history.clone();
+    // The change log is kept for twice the window and a minute: a client that disconnected a
+    // window ago may have missed what came shortly before.
+    let keep = window * 2 + Duration::from_secs(60);
+    sessions.start(move || {
+        let history = history.clone();
+        Box::pin(async move {
+            if let Err(e) = history.prune_changes(keep).await {
+                tracing::warn!(error = %e, "recovery: change log not pruned");
+            }
+        })
+    });
+    Ok(Some(crate::chat::recovery::Recovery {
+        sessions,
+        max_replay: args.recovery_max_replay as usize,
+        // Other nodes' writers gather for `--history-linger-ms`; give them that and a margin.
+        foreign_grace: cluster
+            .then(|| Duration::from_millis(args.history_linger_ms * 2 + 50)),
+    }))
 }
 
 pub fn engine_config(args: &ServeArgs) -> EngineConfig {
@@ -313,7 +356,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
     };
     let files = files(args)?;
     let notify = notifier(args, directory.clone(), history.clone())?;
-    let features = vec![
+    let mut features = vec![
         match &files {
             Some(f) => format!(
                 "file sharing: {} under {} (docs/FILES.md)",
@@ -333,12 +376,25 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
             None => "offline notifications: off".to_owned(),
         },
     ];
+    let recovery = recovery(args, &history, cluster.is_some())?;
+    let sessions = recovery.as_ref().map(|r| r.sessions.clone());
+    features.push(match &recovery {
+        Some(_) => format!(
+            "connection state recovery: {} s window (docs/RECOVERY.md)",
+            args.recovery_window_secs
+        ),
+        None if args.recovery_window_secs > 0 => {
+            "connection state recovery: off (needs --history on)".to_owned()
+        }
+        None => "connection state recovery: off".to_owned(),
+    });
     let chat = Chat::new(
         directory.clone(),
         history.clone(),
         cluster.clone(),
         files.clone(),
         notify.clone(),
+        recovery,
         auth.clone(),
         ChatConfig {
             max_message_chars: args.max_message_chars,
@@ -419,6 +475,7 @@ pub fn assemble(args: &ServeArgs, directory: Arc<dyn Directory>) -> Result<Gatew
         shutting_down,
         engine,
         history,
+        sessions,
         auth: auth_name,
         demo: args.database_url.is_none(),
         features,
@@ -505,6 +562,9 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     }
     let _ = stop_listening.send(());
     let _ = listening.await;
+    if let Some(sessions) = &gateway.sessions {
+        sessions.close().await;
+    }
     // Every message delivered so far is queued by now (sessions are closed): store it, within
     // what is left of the grace period.
     let unstored = gateway.history.close(deadline).await;

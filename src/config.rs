@@ -412,6 +412,18 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGATE_NOTIFY_GIVE_UP_SECS", default_value_t = 86_400, value_parser = at_least_one_u64)]
     pub notify_give_up_secs: u64,
 
+    /// Connection state recovery (docs/RECOVERY.md): seconds after losing its connection a client
+    /// may reconnect, on any node, and get its socket back with every event it missed; 0 turns it
+    /// off. Needs message history. With it on, the five events it sends again carry an offset as
+    /// a last argument.
+    #[arg(long, env = "CHATGATE_RECOVERY_WINDOW_SECS", default_value_t = 120)]
+    pub recovery_window_secs: u64,
+
+    /// The most messages and changes a recovery sends again; a client that missed more
+    /// reconnects normally and reads its history.
+    #[arg(long, env = "CHATGATE_RECOVERY_MAX_REPLAY", default_value_t = 1000, value_parser = at_least_one_u64)]
+    pub recovery_max_replay: u64,
+
     /// This node's number (0-15), part of every message id: nodes sharing a database must differ.
     #[arg(long, env = "CHATGATE_NODE_ID", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..16))]

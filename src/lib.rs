@@ -62,6 +62,7 @@ pub mod http;
 pub mod migrate;
 pub mod notify;
 pub mod rate;
+pub mod recovery;
 pub mod server;
 pub mod sharded;
 pub mod socketio;

@@ -173,6 +173,42 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
              updated_at timestamptz NOT NULL
          );",
     ),
+    (
+        6,
+        "connection state recovery",
+        // docs/RECOVERY.md. `chatgate_change` is the chat's log of what happened to messages
+        // (edits, deletions, reactions, read marks), with the exact payload the room received and
+        // an id from the same sequence as message ids, so that a client that missed some can be
+        // sent them again in order. `chatgate_session` keeps, per recoverable socket, the chat it
+        // was in; `chatgate_process` the last sign of life of each running gateway, which dates
+        // the disconnection of the sockets of a process that died without saying so.
+        "CREATE TABLE chatgate_change (
+             id      bigint PRIMARY KEY,
+             eventid integer NOT NULL,
+             event   text NOT NULL,
+             payload text NOT NULL,
+             at      timestamptz NOT NULL
+         );
+         CREATE INDEX chatgate_change_chat ON chatgate_change (eventid, id);
+         CREATE INDEX chatgate_change_at ON chatgate_change (at);
+         CREATE TABLE chatgate_process (
+             process bigint PRIMARY KEY,
+             seen_at timestamptz NOT NULL
+         );
+         CREATE TABLE chatgate_session (
+             pid             text PRIMARY KEY,
+             sid             text NOT NULL,
+             conn            bigint NOT NULL,
+             process         bigint NOT NULL,
+             eventid         integer NOT NULL,
+             userid          integer NOT NULL,
+             role            text NOT NULL,
+             since           bigint NOT NULL,
+             disconnected_at timestamptz,
+             updated_at      timestamptz NOT NULL
+         );
+         CREATE INDEX chatgate_session_process ON chatgate_session (process);",
+    ),
 ];
 
 /// The schema version this build needs.

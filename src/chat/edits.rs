@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::message::{format_timestamp, now, text};
 use super::payload::Fields;
 use super::Encoded;
-use super::{about_message, answer, broadcast, change_error, refuse, Chat};
+use super::{about_message, answer, change_error, refuse, told, Chat};
 use crate::engine::Dispatch;
 use crate::history::annotations::{Change, ChangeKind};
 use crate::socketio::Socket;
@@ -115,7 +115,7 @@ fn apply(
             ),
         };
         if done.now {
-            broadcast(&socket, &member.room, event, &payload, true);
+            told(&history, &socket, &member, event, &payload, true);
         }
         answer(&socket, ack, &payload);
         // A deleted message's files go with it.

@@ -132,7 +132,7 @@ impl ChatError {
             ChatError::RateLimited => "Rate limit exceeded".into(),
             ChatError::HistoryUnavailable => "Failed to load history".into(),
             ChatError::BadHistoryRequest => {
-                "Invalid history request: before_id and limit must be positive integers".into()
+                "Invalid history request: before_id, after_id and limit must be positive integers, and before_id and after_id cannot be combined".into()
             }
             ChatError::BadMessageId => "Invalid message_id: must be a positive integer".into(),
             ChatError::UnknownMessage => "Message not found in this chat".into(),

@@ -5,6 +5,11 @@
 //! (joined through the directory's authorization), never for an event id the client names.
 //! `messages` are oldest first and shaped like `receive-message` payloads (with `id`); `has_more`
 //! says older ones exist, to be asked for with `before_id` = the first message's id.
+//!
+//! `load-history` `{after_id}` reads the other way, for a client that reconnected without
+//! connection state recovery and wants only what it has not seen: the `limit` oldest messages
+//! newer than `after_id`, and `has_more` says newer ones exist (ask again with `after_id` = the
+//! last message's id). `before_id` and `after_id` together are refused.
 
 use std::sync::Arc;
 
@@ -42,7 +47,18 @@ pub async fn send_page(
     viewer: i32,
     ack: Option<u64>,
 ) {
-    match history.page(eventid, before, limit, cursor, viewer).await {
+    let page = history.page(eventid, before, limit, cursor, viewer).await;
+    answer_page(socket, eventid, page, ack);
+}
+
+/// Sends `chat-history` with `page`, or the error of a failed read.
+fn answer_page(
+    socket: &Socket,
+    eventid: i32,
+    page: Result<crate::history::Page, crate::history::HistoryError>,
+    ack: Option<u64>,
+) {
+    match page {
         Ok(page) => {
             let messages = page
                 .messages
@@ -90,13 +106,18 @@ pub fn load(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
         refuse(socket, ack, ChatError::EventIdMismatch);
         return Dispatch::Done;
     }
-    let (Ok(before), Ok(limit)) = (
+    let (Ok(before), Ok(after), Ok(limit)) = (
         payload::positive(fields.before_id),
+        payload::positive(fields.after_id),
         payload::positive(fields.limit),
     ) else {
         refuse(socket, ack, ChatError::BadHistoryRequest);
         return Dispatch::Done;
     };
+    if before.is_some() && after.is_some() {
+        refuse(socket, ack, ChatError::BadHistoryRequest);
+        return Dispatch::Done;
+    }
     let config = chat.history.config();
     let limit = limit.map_or(config.page, |l| (l as usize).min(config.max_page));
     let before = before.unwrap_or(i64::MAX);
@@ -104,6 +125,12 @@ pub fn load(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
         let (eventid, viewer) = (member.eventid, member.userid);
-        send_page(&history, &socket, eventid, before, limit, None, viewer, ack).await;
+        match after {
+            Some(after) => {
+                let page = history.page_after(eventid, after, limit, viewer).await;
+                answer_page(&socket, eventid, page, ack);
+            }
+            None => send_page(&history, &socket, eventid, before, limit, None, viewer, ack).await,
+        }
     }))
 }

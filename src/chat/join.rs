@@ -71,6 +71,7 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
     let history = chat.history.clone();
     let cluster = chat.cluster.clone();
     let notify = chat.notify.clone();
+    let recovery = chat.recovery.clone();
     let socket = socket.clone();
     Dispatch::Pending(Box::pin(async move {
         if !history.schema_ready() {
@@ -88,6 +89,9 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
         match seat {
             Ok(Seat::Granted { name }) => {
                 if let Some(entered) = enter(&history, &socket, &request, name) {
+                    if let Some(member) = chat_state(&socket).membership() {
+                        super::recovery::entered(&recovery, &socket, &member, entered.cursor.before);
+                    }
                     if let Some(notify) = &notify {
                         if let Some((_, old)) = &entered.left {
                             super::presence::gone(notify, &socket, old.eventid, old.userid);
@@ -215,5 +219,6 @@ async fn announce(
         "user-joined-chat",
         &Encoded::new(&announce),
         false,
+        None,
     );
 }

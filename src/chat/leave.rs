@@ -11,7 +11,7 @@ use super::state::Membership;
 use super::{broadcast, chat_state, member_count, refuse, reply, Chat, ChatError, Encoded};
 use crate::cluster::Cluster;
 use crate::engine::Dispatch;
-use crate::socketio::Socket;
+use crate::socketio::{DisconnectReason, Socket};
 
 #[derive(Serialize)]
 struct ChatLeft {
@@ -48,6 +48,7 @@ pub fn leave(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<
     if let Some(notify) = &chat.notify {
         super::presence::gone(notify, socket, old.eventid, old.userid);
     }
+    super::recovery::left(&chat.recovery, socket);
     reply(
         socket,
         ack,
@@ -94,11 +95,12 @@ fn send_left(socket: &Socket, old: &Membership, count: usize) {
         "user-left-chat",
         &Encoded::new(&payload),
         false,
+        None,
     );
 }
 
 /// The socket is gone: leave its chat, if any, and make sure a join in flight does not bring it back.
-pub fn on_disconnect(chat: &Chat, socket: &Arc<Socket>) {
+pub fn on_disconnect(chat: &Chat, socket: &Arc<Socket>, reason: DisconnectReason) {
     let state = chat_state(socket);
     let left = {
         let mut inner = state.lock();
@@ -108,6 +110,17 @@ pub fn on_disconnect(chat: &Chat, socket: &Arc<Socket>) {
             .take()
             .map(|old| (socket.leave(&old.room), old))
     };
+    if left.is_some() {
+        match reason {
+            // The connection was lost: the client may come back within the window.
+            DisconnectReason::Session(_) => super::recovery::disconnected(&chat.recovery, socket),
+            // Either side ended the socket on purpose: there is nothing to come back to.
+            DisconnectReason::ClientNamespaceDisconnect
+            | DisconnectReason::ServerNamespaceDisconnect => {
+                super::recovery::left(&chat.recovery, socket)
+            }
+        }
+    }
     if let Some((remaining, old)) = left {
         if let Some(notify) = &chat.notify {
             super::presence::gone(notify, socket, old.eventid, old.userid);

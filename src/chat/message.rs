@@ -333,7 +333,8 @@ fn deliver(
     }
     let payload = Encoded::new(&ReceiveMessage::of(&stored));
     // Encoded once; every member's queue gets the same buffer.
-    broadcast(socket, &member.room, "receive-message", &payload, true);
+    let offset = super::recovery::offsets(history).then_some(stored.id);
+    broadcast(socket, &member.room, "receive-message", &payload, true, offset);
     // The sender's ack, if asked, confirms storage: it waits for the commit.
     let on_stored = ack.map(|ack| {
         let socket = socket.clone();

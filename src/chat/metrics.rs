@@ -75,13 +75,27 @@ pub const ERROR_KINDS: [&str; 31] = [
     "Offline notifications are off",
 ];
 
+/// What became of reconnections with a pid (`chatgate_recoveries_total`): restored, or the reason
+/// they connected normally.
+pub const RECOVERY_OUTCOMES: [&str; 5] = [
+    "recovered",
+    "unknown",
+    "unauthorized",
+    "too_much",
+    "unavailable",
+];
+
 pub struct ChatMetrics {
+    recoveries: [AtomicU64; RECOVERY_OUTCOMES.len()],
+    replayed: AtomicU64,
     events_in: [AtomicU64; EVENTS_IN.len()],
     events_out: [AtomicU64; EVENTS_OUT.len()],
     errors: [AtomicU64; ERROR_KINDS.len()],
 }
 
 pub static METRICS: ChatMetrics = ChatMetrics {
+    recoveries: [const { AtomicU64::new(0) }; RECOVERY_OUTCOMES.len()],
+    replayed: AtomicU64::new(0),
     events_in: [const { AtomicU64::new(0) }; EVENTS_IN.len()],
     events_out: [const { AtomicU64::new(0) }; EVENTS_OUT.len()],
     errors: [const { AtomicU64::new(0) }; ERROR_KINDS.len()],
@@ -101,6 +115,29 @@ impl ChatMetrics {
         if let Some(i) = EVENTS_OUT.iter().position(|e| *e == name) {
             self.events_out[i].fetch_add(count as u64, Ordering::Relaxed);
         }
+    }
+
+    /// A reconnection with a pid ended as `outcome` (one of [`RECOVERY_OUTCOMES`]).
+    pub fn recovery(&self, outcome: &str) {
+        if let Some(i) = RECOVERY_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.recoveries[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A socket was restored and sent `replayed` events it missed.
+    pub fn recovered(&self, replayed: usize) {
+        self.recovery("recovered");
+        self.replayed.fetch_add(replayed as u64, Ordering::Relaxed);
+    }
+
+    /// Recoveries by outcome, and the events sent again.
+    pub fn recoveries(&self) -> (Vec<(&'static str, u64)>, u64) {
+        let outcomes = RECOVERY_OUTCOMES
+            .iter()
+            .zip(&self.recoveries)
+            .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
+            .collect();
+        (outcomes, self.replayed.load(Ordering::Relaxed))
     }
 
     pub fn error(&self, error: &ChatError) {

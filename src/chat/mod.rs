@@ -23,6 +23,7 @@ pub mod payload;
 pub mod presence;
 pub mod reactions;
 pub mod receipts;
+pub mod recovery;
 pub mod state;
 pub mod typing;
 
@@ -71,6 +72,8 @@ pub struct Chat {
     pub(crate) files: Option<Arc<crate::files::Files>>,
     /// Offline notifications: presence is kept here, settings changed here.
     pub(crate) notify: Option<Arc<crate::notify::Notifier>>,
+    /// Connection state recovery (`--recovery-window-secs`), when on.
+    pub(crate) recovery: Option<Arc<recovery::Recovery>>,
     pub(crate) auth: AuthMode,
     pub(crate) config: ChatConfig,
 }
@@ -90,12 +93,14 @@ impl Chat {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         directory: Arc<dyn Directory>,
         history: Arc<History>,
         cluster: Option<Arc<Cluster>>,
         files: Option<Arc<crate::files::Files>>,
         notify: Option<Arc<crate::notify::Notifier>>,
+        recovery: Option<recovery::Recovery>,
         auth: AuthMode,
         config: ChatConfig,
     ) -> Arc<Chat> {
@@ -105,6 +110,7 @@ impl Chat {
             cluster,
             files,
             notify,
+            recovery: recovery.map(Arc::new),
             auth,
             config,
         })
@@ -127,7 +133,12 @@ impl Encoded {
         Encoded(serde_json::to_vec(payload).expect("chat payloads always serialize"))
     }
 
-    fn as_str(&self) -> &str {
+    /// A payload already encoded (a logged change's).
+    pub fn raw(json: &str) -> Encoded {
+        Encoded(json.as_bytes().to_vec())
+    }
+
+    pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("serde_json writes UTF-8")
     }
 
@@ -135,6 +146,15 @@ impl Encoded {
     pub fn frame(&self, nsp: &str, event: &str) -> crate::engine::Outgoing {
         let mut w = EventWriter::message(nsp, event);
         w.raw_arg(self.as_str());
+        text_frame(w.finish())
+    }
+
+    /// The frame of `event` carrying this payload and, as a last argument, the offset `id`
+    /// (connection state recovery: `chat/recovery.rs`).
+    pub fn frame_with_offset(&self, nsp: &str, event: &str, id: i64) -> crate::engine::Outgoing {
+        let mut w = EventWriter::message(nsp, event);
+        w.raw_arg(self.as_str());
+        w.raw_arg(&recovery::offset_arg(id));
         text_frame(w.finish())
     }
 }
@@ -147,21 +167,51 @@ pub(crate) fn reply(socket: &Socket, ack: Option<u64>, event: &str, payload: &En
 }
 
 /// Sends `event` with `payload` to the room: to every member, or to all but `socket`. The frame is
-/// encoded once for everyone.
+/// encoded once for everyone. `offset`: the id a recovering client names to say it got this far
+/// (for the five events recovery sends again; `None` when recovery is off).
 pub(crate) fn broadcast(
     socket: &Socket,
     room: &str,
     event: &str,
     payload: &Encoded,
     include_sender: bool,
+    offset: Option<i64>,
 ) {
-    let frame = payload.frame(socket.nsp(), event);
+    let frame = match offset {
+        Some(id) => payload.frame_with_offset(socket.nsp(), event, id),
+        None => payload.frame(socket.nsp(), event),
+    };
     let delivered = if include_sender {
         socket.broadcast_all(room, &frame)
     } else {
         socket.broadcast_others(room, &frame)
     };
     metrics::METRICS.event_out(event, delivered);
+}
+
+/// Tells `member`'s room of a change to a message (`event`: a reaction, edit, deletion or read
+/// mark), in the chat's order, with its offset when recovery is on; the change log keeps it.
+pub(crate) fn told(
+    history: &History,
+    socket: &Socket,
+    member: &Membership,
+    event: &'static str,
+    payload: &Encoded,
+    include_sender: bool,
+) {
+    let offsets = recovery::offsets(history);
+    history.order_change(member.eventid, |id| {
+        broadcast(
+            socket,
+            &member.room,
+            event,
+            payload,
+            include_sender,
+            offsets.then_some(id),
+        );
+        offsets.then(|| Arc::from(payload.as_str()))
+            .map(|p| (event, p))
+    });
 }
 
 /// The member count of `room` after this node changed it by `delta` (`local` members here): across
@@ -266,6 +316,27 @@ pub(crate) fn refuse(socket: &Socket, ack: Option<u64>, error: ChatError) {
 type Handler = fn(&Chat, &Arc<Socket>, payload::Fields<'_>, Option<u64>) -> Dispatch;
 
 impl Namespace for Chat {
+    fn recovers(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    fn recover(
+        &self,
+        request: crate::socketio::RecoveryRequest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Option<crate::socketio::Restore>> + Send>,
+    > {
+        self.recover_session(request)
+    }
+
+    fn restored(
+        &self,
+        socket: Arc<Socket>,
+        state: Box<dyn std::any::Any + Send>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        self.restore_session(socket, state)
+    }
+
     fn connect(&self, socket: &Arc<Socket>, auth: Option<&RawValue>) -> Result<(), Refusal> {
         let token_user = match &self.auth {
             AuthMode::Trust => None,
@@ -324,7 +395,7 @@ impl Namespace for Chat {
         }
     }
 
-    fn disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
-        leave::on_disconnect(self, socket);
+    fn disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        leave::on_disconnect(self, socket, reason);
     }
 }

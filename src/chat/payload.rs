@@ -22,6 +22,8 @@ pub struct Fields<'a> {
     #[serde(borrow, default)]
     pub before_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    pub after_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
     pub limit: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub message_id: Option<&'a RawValue>,

@@ -11,7 +11,7 @@ use unicode_segmentation::UnicodeSegmentation;
 
 use super::payload::Fields;
 use super::Encoded;
-use super::{about_message, answer, broadcast, change_error, payload, refuse, Chat, ChatError};
+use super::{about_message, answer, change_error, payload, refuse, Chat, ChatError};
 use crate::engine::Dispatch;
 use crate::history::annotations::Reaction;
 use crate::socketio::Socket;
@@ -100,7 +100,8 @@ pub fn react(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<
                     counts: Counts(counts.collect()),
                 });
                 if reacted.changed {
-                    broadcast(&socket, &member.room, "message-reaction", &payload, true);
+                    let event = "message-reaction";
+                    super::told(&history, &socket, &member, event, &payload, true);
                 }
                 answer(&socket, ack, &payload);
             }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::message::{format_timestamp, now};
 use super::payload::Fields;
-use super::{about_message, answer, broadcast, change_error, refuse, Chat, Encoded};
+use super::{about_message, answer, change_error, refuse, told, Chat, Encoded};
 use crate::engine::Dispatch;
 use crate::history::annotations::{ReadMark, ReadRequest};
 use crate::history::reads::ReadOutcome;
@@ -60,6 +60,7 @@ pub fn mark_read(
         at: now(),
     };
     let socket = socket.clone();
+    let history = chat.history.clone();
     chat.history.mark_read(
         request,
         Box::new(move |outcome| match outcome {
@@ -67,7 +68,7 @@ pub fn mark_read(
             ReadOutcome::Marked { mark, announce } => {
                 let payload = Encoded::new(&MessagesRead::of(Some(member.eventid), &mark));
                 if announce {
-                    broadcast(&socket, &member.room, "messages-read", &payload, false);
+                    told(&history, &socket, &member, "messages-read", &payload, false);
                 }
                 answer(&socket, ack, &payload);
             }

@@ -48,7 +48,7 @@ pub fn typing(
         role: member.role.as_str(),
         is_typing,
     });
-    broadcast(socket, &member.room, "user-typing", &payload, false);
+    broadcast(socket, &member.room, "user-typing", &payload, false, None);
     answer(socket, ack, &payload);
     Dispatch::Done
 }

@@ -10,7 +10,8 @@ use super::annotations::{
     check, Change, ChangeError, ChangeKind, Deleted, Reacted, Reaction, ReactionCount, ReadMark,
     ReadRequest, Target,
 };
-use super::{Page, StoredMessage};
+use super::changes::LoggedChange;
+use super::{Missed, Page, StoredMessage};
 
 /// One chat: its newest messages (oldest first), their reactions, and who read up to where.
 #[derive(Debug, Default)]
@@ -19,6 +20,10 @@ pub struct ChatLog {
     /// Message id -> each emoji with the users who reacted with it, in the order first used.
     reactions: HashMap<i64, Vec<(String, BTreeSet<i32>)>>,
     reads: HashMap<i32, ReadMark>,
+    /// The change log (`changes.rs`), oldest first, as long as the messages.
+    changes: VecDeque<LoggedChange>,
+    /// The newest id no longer kept (message or change): a recovery from before it is incomplete.
+    forgotten: i64,
 }
 
 impl ChatLog {
@@ -64,9 +69,103 @@ impl MemoryStore {
         if chat.messages.len() == self.per_chat {
             if let Some(gone) = chat.messages.pop_front() {
                 chat.reactions.remove(&gone.id);
+                chat.forgotten = chat.forgotten.max(gone.id);
             }
         }
         chat.messages.push_back(Arc::new(message));
+    }
+
+    /// Logs a change the room was told about.
+    pub fn log_change(&self, chats: &mut Chats, change: LoggedChange) {
+        let chat = chats.entry(change.eventid).or_default();
+        if chat.changes.len() >= self.per_chat {
+            if let Some(gone) = chat.changes.pop_front() {
+                chat.forgotten = chat.forgotten.max(gone.id);
+            }
+        }
+        chat.changes.push_back(change);
+    }
+
+    /// The messages and changes of `eventid`'s chat with ids in `(after, before)`, in id order, at
+    /// most `limit`; `None` when some of them are no longer kept or there are more.
+    pub fn missed(
+        &self,
+        chats: &Chats,
+        eventid: i32,
+        after: i64,
+        before: i64,
+        limit: usize,
+    ) -> Option<Vec<Missed>> {
+        let Some(chat) = chats.get(&eventid) else {
+            return Some(Vec::new());
+        };
+        if chat.forgotten > after {
+            return None;
+        }
+        let in_range = |id: i64| id > after && id < before;
+        let mut items: Vec<Missed> = chat
+            .messages
+            .iter()
+            .filter(|m| in_range(m.id))
+            .map(|m| Missed::Message(m.clone()))
+            .chain(
+                chat.changes
+                    .iter()
+                    .filter(|c| in_range(c.id))
+                    .map(|c| Missed::Change(c.clone())),
+            )
+            .collect();
+        if items.len() > limit {
+            return None;
+        }
+        items.sort_by_key(Missed::id);
+        Some(items)
+    }
+
+    /// Up to `limit` messages with ids above `after` and below `before`, oldest first, and whether
+    /// newer ones exist, with their reactions and the chat's read marks (`load-history` with
+    /// `after_id`).
+    pub fn forward_page(
+        &self,
+        chats: &Chats,
+        eventid: i32,
+        after: i64,
+        limit: usize,
+        viewer: i32,
+    ) -> Page {
+        let Some(chat) = chats.get(&eventid) else {
+            return Page::default();
+        };
+        let start = chat.messages.partition_point(|m| m.id <= after);
+        let end = (start + limit).min(chat.messages.len());
+        let mut page = self.page(chats, eventid, i64::MAX, 0, viewer);
+        page.messages = chat.messages.range(start..end).cloned().collect();
+        page.has_more = end < chat.messages.len();
+        page.reactions = self.reactions_of(chat, &page.messages, viewer);
+        page
+    }
+
+    fn reactions_of(
+        &self,
+        chat: &ChatLog,
+        messages: &[Arc<StoredMessage>],
+        viewer: i32,
+    ) -> HashMap<i64, Vec<ReactionCount>> {
+        messages
+            .iter()
+            .filter_map(|m| {
+                let emojis = chat.reactions.get(&m.id)?;
+                let counts = emojis
+                    .iter()
+                    .map(|(emoji, users)| ReactionCount {
+                        emoji: emoji.clone(),
+                        count: users.len() as i64,
+                        mine: users.contains(&viewer),
+                    })
+                    .collect();
+                Some((m.id, counts))
+            })
+            .collect()
     }
 
     /// Up to `limit` messages with ids below `before`, oldest first, with their reactions (`mine`
@@ -86,21 +185,7 @@ impl MemoryStore {
         let end = chat.messages.partition_point(|m| m.id < before);
         let start = end.saturating_sub(limit);
         let messages: Vec<_> = chat.messages.range(start..end).cloned().collect();
-        let reactions = messages
-            .iter()
-            .filter_map(|m| {
-                let emojis = chat.reactions.get(&m.id)?;
-                let counts = emojis
-                    .iter()
-                    .map(|(emoji, users)| ReactionCount {
-                        emoji: emoji.clone(),
-                        count: users.len() as i64,
-                        mine: users.contains(&viewer),
-                    })
-                    .collect();
-                Some((m.id, counts))
-            })
-            .collect();
+        let reactions = self.reactions_of(chat, &messages, viewer);
         let mut reads: Vec<ReadMark> = chat.reads.values().cloned().collect();
         reads.sort_by_key(|r| r.userid);
         Page {

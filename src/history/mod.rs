@@ -12,6 +12,7 @@
 //! to the noted one) and what it receives live (ids after it) neither overlap nor leave a gap.
 
 pub mod annotations;
+pub mod changes;
 pub mod ids;
 mod memory;
 mod pages;
@@ -62,6 +63,8 @@ pub struct HistoryConfig {
     /// Offline notifications (docs/NOTIFICATIONS.md): with PostgreSQL, the transaction that stores
     /// messages also files them in the notification outbox, due this long after the first.
     pub notify_after: Option<Duration>,
+    /// Keep the change log (`changes.rs`) for connection state recovery.
+    pub log_changes: bool,
 }
 
 /// One chat message as stored; every field of a `receive-message` payload.
@@ -109,6 +112,23 @@ pub struct Page {
     pub reads: Vec<ReadMark>,
 }
 
+/// Something a recovering client missed in its chat: a message (sent again as `receive-message`, as
+/// it is stored now) or a logged change (sent again as it was).
+#[derive(Debug, Clone)]
+pub enum Missed {
+    Message(Arc<StoredMessage>),
+    Change(changes::LoggedChange),
+}
+
+impl Missed {
+    pub fn id(&self) -> i64 {
+        match self {
+            Missed::Message(m) => m.id,
+            Missed::Change(c) => c.id,
+        }
+    }
+}
+
 /// See [`History::unread`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unread {
@@ -123,6 +143,8 @@ pub struct Cursor {
     pub before: i64,
     /// Messages queued for storage up to the join; the page waits until they are written.
     queued: u64,
+    /// Changes queued for the change log up to the join.
+    changes: u64,
 }
 
 /// A history query failed; the chat says "Failed to load history".
@@ -155,6 +177,8 @@ pub struct History {
     reads: reads::Reads,
     store: Store,
     config: HistoryConfig,
+    /// The PostgreSQL change log's writer, started with the first change logged.
+    changes: std::sync::OnceLock<changes::ChangeWriter>,
     /// Whether the store's tables are known to be current (always, but for PostgreSQL before the
     /// start-up check of `app::prepare_schema`). Joins wait for it, so no join meets a missing
     /// table.
@@ -272,6 +296,7 @@ impl History {
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
             change_locks: Mutex::default(),
             reads: reads::Reads::new(config.read_flush),
+            changes: std::sync::OnceLock::new(),
             schema_ready,
             store,
             config,
@@ -381,8 +406,128 @@ impl History {
                 Store::Postgres(store) => store.queued(),
                 _ => 0,
             },
+            changes: self.changes.get().map_or(0, changes::ChangeWriter::queued),
         };
         (r, cursor)
+    }
+
+    /// A change to `eventid`'s chat (a reaction, edit, deletion or read mark) gets its place in the
+    /// chat's order: `broadcast` runs under the chat's order lock with the change's id, and returns
+    /// the event and payload the room was told, which go to the change log (when it is kept).
+    pub fn order_change(
+        &self,
+        eventid: i32,
+        broadcast: impl FnOnce(i64) -> Option<(&'static str, Arc<str>)>,
+    ) {
+        let mut chats = self.stripe(eventid);
+        let id = self.ids.next();
+        let Some((event, payload)) = broadcast(id) else {
+            return;
+        };
+        if !self.config.log_changes {
+            return;
+        }
+        let change = changes::LoggedChange {
+            id,
+            eventid,
+            event: event.into(),
+            payload,
+            at: now(),
+        };
+        match &self.store {
+            Store::Off => {}
+            Store::Memory(store) => store.log_change(&mut chats, change),
+            Store::Postgres(store) => self
+                .changes
+                .get_or_init(|| changes::ChangeWriter::start(store.pool().clone(), store.query_timeout()))
+                .log(change),
+        }
+    }
+
+    /// What `eventid`'s chat saw with ids in `(after, before)`, messages and logged changes in id
+    /// order, at most `limit`; `Ok(None)` when that is more than `limit` or no longer all kept.
+    /// `before` is a join's cursor: first waits (at most the query timeout) until what this node
+    /// queued before it is written.
+    pub async fn missed(
+        &self,
+        eventid: i32,
+        after: i64,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Option<Vec<Missed>>, HistoryError> {
+        let before = cursor.before;
+        match &self.store {
+            Store::Off => Ok(None),
+            Store::Memory(store) => Ok(store.missed(&self.stripe(eventid), eventid, after, before, limit)),
+            Store::Postgres(store) => {
+                store.written_up_to(cursor.queued).await;
+                if let Some(changes) = self.changes.get() {
+                    changes.written_up_to(cursor.changes, store.query_timeout()).await;
+                }
+                let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
+                let client = store.pool().get().await.map_err(|e| fail(&e))?;
+                let fetch = limit + 1;
+                let (messages, changes) = tokio::try_join!(
+                    pages::messages_after(&client, eventid, after, before, fetch),
+                    async {
+                        changes::read(store.pool(), eventid, after, before, fetch)
+                            .await
+                            .map_err(HistoryError)
+                    },
+                )?;
+                if messages.len() + changes.len() > limit {
+                    return Ok(None);
+                }
+                let mut items: Vec<Missed> = messages
+                    .into_iter()
+                    .map(|m| Missed::Message(Arc::new(m)))
+                    .chain(changes.into_iter().map(Missed::Change))
+                    .collect();
+                items.sort_by_key(Missed::id);
+                Ok(Some(items))
+            }
+        }
+    }
+
+    /// Deletes logged changes older than `keep` (PostgreSQL; the memory store keeps a bounded
+    /// number per chat).
+    pub async fn prune_changes(&self, keep: Duration) -> Result<u64, HistoryError> {
+        match &self.store {
+            Store::Postgres(store) => changes::prune(store.pool(), keep).await.map_err(HistoryError),
+            _ => Ok(0),
+        }
+    }
+
+    /// Changes broadcast but not logged.
+    pub fn changes_dropped(&self) -> u64 {
+        self.changes.get().map_or(0, changes::ChangeWriter::dropped)
+    }
+
+    /// Up to `limit` messages of `eventid`'s chat with ids above `after`, oldest first, with their
+    /// reactions (`mine` for `viewer`) and the chat's read marks; `has_more` says newer ones exist
+    /// (`load-history` with `after_id`).
+    pub async fn page_after(
+        &self,
+        eventid: i32,
+        after: i64,
+        limit: usize,
+        viewer: i32,
+    ) -> Result<Page, HistoryError> {
+        match &self.store {
+            Store::Off => Ok(Page::default()),
+            Store::Memory(store) => {
+                Ok(store.forward_page(&self.stripe(eventid), eventid, after, limit, viewer))
+            }
+            Store::Postgres(store) => {
+                // What this node delivered so far is stored first: a client asks for what it
+                // has not seen, which may be what was sent a moment ago.
+                store.written_up_to(store.queued()).await;
+                let work = pages::forward_page(store.pool(), eventid, after, limit, viewer);
+                tokio::time::timeout(store.query_timeout(), work)
+                    .await
+                    .unwrap_or_else(|_| Err(HistoryError("no answer in time".into())))
+            }
+        }
     }
 
     /// Up to `limit` messages of `eventid`'s chat with ids below `before`, oldest first, with
@@ -670,6 +815,7 @@ mod tests {
             node_id: 0,
             read_flush: Duration::from_millis(10),
             notify_after: None,
+            log_changes: true,
         }
     }
 

@@ -174,34 +174,12 @@ async fn read(pool: &Pool, keys: &Keys) -> Result<Rows, HistoryError> {
     };
     for row in &message_rows {
         let k = slot(row, n).map_err(|e| fail(&e))?;
-        let role: &str = row.try_get(3).map_err(|e| fail(&e))?;
-        let sender_name: &str = row.try_get(4).map_err(|e| fail(&e))?;
-        rows.messages[k].push(StoredMessage {
-            id: row.try_get(1).map_err(|e| fail(&e))?,
-            eventid: keys.eventids[k],
-            userid: row.try_get(2).map_err(|e| fail(&e))?,
-            role: Role::parse(role).ok_or_else(|| HistoryError(format!("stored role {role:?}")))?,
-            sender_name: sender_name.into(),
-            message: row.try_get(5).map_err(|e| fail(&e))?,
-            created_at: row.try_get::<_, DateTime<Utc>>(6).map_err(|e| fail(&e))?,
-            edited_at: row.try_get(7).map_err(|e| fail(&e))?,
-            deleted_at: row.try_get(8).map_err(|e| fail(&e))?,
-            attachments: row
-                .try_get::<_, Option<&str>>(9)
-                .map_err(|e| fail(&e))?
-                .map(Arc::from),
-        });
+        rows.messages[k].push(stored_message(row, keys.eventids[k])?);
     }
     for row in &reaction_rows {
         let k = slot(row, n).map_err(|e| fail(&e))?;
-        rows.reactions[k]
-            .entry(row.try_get(1).map_err(|e| fail(&e))?)
-            .or_default()
-            .push(ReactionCount {
-                emoji: row.try_get(2).map_err(|e| fail(&e))?,
-                count: row.try_get(3).map_err(|e| fail(&e))?,
-                mine: row.try_get(4).map_err(|e| fail(&e))?,
-            });
+        let (id, count) = reaction_count(row)?;
+        rows.reactions[k].entry(id).or_default().push(count);
     }
     for row in &read_rows {
         let eventid: i32 = row.try_get(0).map_err(|e| fail(&e))?;
@@ -209,6 +187,108 @@ async fn read(pool: &Pool, keys: &Keys) -> Result<Rows, HistoryError> {
         rows.reads.entry(eventid).or_default().push(mark);
     }
     Ok(rows)
+}
+
+/// A message row whose columns from the second on are those of `MESSAGES`.
+fn stored_message(row: &tokio_postgres::Row, eventid: i32) -> Result<StoredMessage, HistoryError> {
+    let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
+    let role: &str = row.try_get(3).map_err(|e| fail(&e))?;
+    let sender_name: &str = row.try_get(4).map_err(|e| fail(&e))?;
+    Ok(StoredMessage {
+        id: row.try_get(1).map_err(|e| fail(&e))?,
+        eventid,
+        userid: row.try_get(2).map_err(|e| fail(&e))?,
+        role: Role::parse(role).ok_or_else(|| HistoryError(format!("stored role {role:?}")))?,
+        sender_name: sender_name.into(),
+        message: row.try_get(5).map_err(|e| fail(&e))?,
+        created_at: row.try_get::<_, DateTime<Utc>>(6).map_err(|e| fail(&e))?,
+        edited_at: row.try_get(7).map_err(|e| fail(&e))?,
+        deleted_at: row.try_get(8).map_err(|e| fail(&e))?,
+        attachments: row
+            .try_get::<_, Option<&str>>(9)
+            .map_err(|e| fail(&e))?
+            .map(Arc::from),
+    })
+}
+
+/// A reaction row whose columns from the second on are those of `REACTIONS`.
+fn reaction_count(row: &tokio_postgres::Row) -> Result<(i64, ReactionCount), HistoryError> {
+    let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
+    Ok((
+        row.try_get(1).map_err(|e| fail(&e))?,
+        ReactionCount {
+            emoji: row.try_get(2).map_err(|e| fail(&e))?,
+            count: row.try_get(3).map_err(|e| fail(&e))?,
+            mine: row.try_get(4).map_err(|e| fail(&e))?,
+        },
+    ))
+}
+
+/// Messages of one chat after an id, oldest first (recoveries and `load-history` with
+/// `after_id`, both rare: read one at a time, not batched).
+const MESSAGES_AFTER: &str = "SELECT 1::bigint, id, userid, role, sender_name, message, \
+         created_at, edited_at, deleted_at, attachments FROM chatgate_message \
+     WHERE eventid = $1 AND id > $2 AND id < $3 ORDER BY id LIMIT $4";
+
+const REACTIONS_OF: &str =
+    "SELECT 1::bigint, message_id, emoji, count(*), bool_or(userid = $2) \
+     FROM chatgate_reaction WHERE message_id = ANY($1) \
+     GROUP BY message_id, emoji ORDER BY message_id, min(created_at), emoji";
+
+/// Up to `limit` messages of `eventid`'s chat with ids in `(after, before)`, oldest first.
+pub async fn messages_after(
+    client: &tokio_postgres::Client,
+    eventid: i32,
+    after: i64,
+    before: i64,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, HistoryError> {
+    let rows = client
+        .query(MESSAGES_AFTER, &[&eventid, &after, &before, &(limit as i64)])
+        .await
+        .map_err(|e| HistoryError(crate::recovery::pg_message(&e)))?;
+    rows.iter().map(|row| stored_message(row, eventid)).collect()
+}
+
+/// The page of `limit` messages after `after` (oldest first; `has_more`: newer ones exist), with
+/// their reactions (`mine` for `viewer`) and the chat's read marks.
+pub async fn forward_page(
+    pool: &Pool,
+    eventid: i32,
+    after: i64,
+    limit: usize,
+    viewer: i32,
+) -> Result<Page, HistoryError> {
+    let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
+    let client = pool.get().await.map_err(|e| fail(&e))?;
+    let mut messages = messages_after(&client, eventid, after, i64::MAX, limit + 1).await?;
+    let has_more = messages.len() > limit;
+    messages.truncate(limit);
+    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    let chats = vec![eventid];
+    type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let reaction_params: [Param; 2] = [&ids, &viewer];
+    let read_params: [Param; 1] = [&chats];
+    let (reaction_rows, read_rows) = tokio::try_join!(
+        client.query(REACTIONS_OF, &reaction_params),
+        client.query(READS, &read_params),
+    )
+    .map_err(|e| fail(&e))?;
+    let mut reactions: HashMap<i64, Vec<ReactionCount>> = HashMap::new();
+    for row in &reaction_rows {
+        let (id, count) = reaction_count(row)?;
+        reactions.entry(id).or_default().push(count);
+    }
+    let reads = read_rows
+        .iter()
+        .map(|row| super::postgres_annotations::read_mark(row, 1).map_err(|e| fail(&e)))
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        messages: messages.into_iter().map(Arc::new).collect(),
+        has_more,
+        reactions,
+        reads,
+    })
 }
 
 /// The 0-based request a row belongs to.

@@ -17,6 +17,8 @@ struct State {
     sockets: Vec<Arc<Socket>>,
     /// Whether any namespace was ever connected (the connect timeout no longer applies).
     ever_connected: bool,
+    /// The session ended: a socket restored after that must not be added.
+    ended: bool,
 }
 
 pub struct Client {
@@ -34,6 +36,7 @@ impl Client {
                 decoder: Decoder::new(limits),
                 sockets: Vec::new(),
                 ever_connected: false,
+                ended: false,
             }),
         }
     }
@@ -67,10 +70,15 @@ impl Client {
             .cloned()
     }
 
-    pub(super) fn add(&self, socket: Arc<Socket>) {
+    /// Adds a connected socket; `false` (and nothing added) once the session ended.
+    pub(super) fn add(&self, socket: Arc<Socket>) -> bool {
         let mut state = self.state();
+        if state.ended {
+            return false;
+        }
         state.ever_connected = true;
         state.sockets.push(socket);
+        true
     }
 
     /// Removes the socket of `nsp`; returns it.
@@ -82,7 +90,9 @@ impl Client {
 
     /// Removes every socket (the session ended).
     pub(super) fn take_all(&self) -> Vec<Arc<Socket>> {
-        std::mem::take(&mut self.state().sockets)
+        let mut state = self.state();
+        state.ended = true;
+        std::mem::take(&mut state.sockets)
     }
 
     /// Whether the client has been connected for `timeout` without joining any namespace.

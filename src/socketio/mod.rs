@@ -92,8 +92,46 @@ impl<'a> IncomingEvent<'a> {
     }
 }
 
+/// A client reconnecting with the private session id and offset it holds (connection state
+/// recovery: the CONNECT payload's `pid` and `offset`, next to its authentication).
+#[derive(Debug, Clone)]
+pub struct RecoveryRequest {
+    pub pid: String,
+    /// The last offset the client received (absent if it received none).
+    pub offset: Option<String>,
+    /// The whole CONNECT payload, as JSON text.
+    pub auth: Option<ByteStr>,
+}
+
+/// What a namespace restores: the socket id to give back, and its own state for
+/// [`Namespace::restored`].
+pub struct Restore {
+    pub sid: ByteStr,
+    pub state: Box<dyn std::any::Any + Send>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 /// The application side of one namespace.
 pub trait Namespace: Send + Sync + 'static {
+    /// Whether CONNECT answers carry a private session id (`pid`), with which the client can
+    /// reconnect and be restored (connection state recovery).
+    fn recovers(&self) -> bool {
+        false
+    }
+
+    /// A client reconnects with a pid: what to restore, or `None` for a normal connect (which then
+    /// goes through [`Namespace::connect`]).
+    fn recover(&self, _request: RecoveryRequest) -> BoxFuture<Option<Restore>> {
+        Box::pin(async { None })
+    }
+
+    /// The socket is restored (the old id and pid, the client told) and holds what its rooms send
+    /// it: put it back where it was, send what it missed, and [`Socket::release`] it.
+    fn restored(&self, _socket: Arc<Socket>, _state: Box<dyn std::any::Any + Send>) -> BoxFuture<()> {
+        Box::pin(async {})
+    }
+
     /// A client asks to connect, with its CONNECT payload. Refusing sends CONNECT_ERROR.
     fn connect(&self, _socket: &Arc<Socket>, _auth: Option<&RawValue>) -> Result<(), Refusal> {
         Ok(())
@@ -119,6 +157,8 @@ pub struct NamespaceEntry {
     pub relay: Option<Arc<relay::Relay>>,
     /// Every connected socket by id, kept in cluster mode only (other nodes ask about sockets).
     pub sockets: Option<crate::sharded::ShardedMap<ByteStr, Arc<Socket>>>,
+    /// The handler's [`Namespace::recovers`], asked once.
+    pub recovers: bool,
 }
 
 impl NamespaceEntry {
@@ -202,6 +242,7 @@ impl SocketIo {
     /// Registers `handler` for the namespace `name` (for example `/`).
     pub fn namespace(mut self, name: &str, handler: Arc<dyn Namespace>) -> SocketIo {
         let name = ByteStr::from(name.to_owned());
+        let recovers = handler.recovers();
         self.namespaces.insert(
             name.clone(),
             Arc::new(NamespaceEntry {
@@ -214,6 +255,7 @@ impl SocketIo {
                 sockets: self
                     .relay
                     .map(|_| crate::sharded::ShardedMap::for_this_machine()),
+                recovers,
             }),
         );
         self
@@ -224,42 +266,65 @@ impl SocketIo {
         self.namespaces.get(name)
     }
 
-    fn connect(&self, client: &Arc<Client>, packet: Packet) {
+    fn connect(&self, client: &Arc<Client>, packet: Packet) -> Dispatch {
         let nsp = packet.nsp.clone();
         let Some(entry) = self.namespaces.get(&nsp) else {
             send_connect_error(client.session(), &nsp, &Refusal::new("Invalid namespace"));
-            return;
+            return Dispatch::Done;
         };
         if let Some(existing) = client.socket(&nsp) {
             // A repeated CONNECT: confirm the existing socket rather than open a second one.
             send_connect_ok(&existing);
-            return;
+            return Dispatch::Done;
         }
         let auth = packet.data.clone();
-        let socket = Arc::new(Socket::new(entry.clone(), client, auth));
-        let auth_raw: Option<&RawValue> = packet
-            .data
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok());
-        match entry.handler.connect(&socket, auth_raw) {
-            Ok(()) => {
-                client.add(socket.clone());
-                if let Some(sockets) = &entry.sockets {
-                    sockets.insert(socket.id().clone(), socket.clone());
-                }
-                send_connect_ok(&socket);
-                entry.handler.connected(&socket);
+        let recovery = entry
+            .recovers
+            .then(|| recovery_request(auth.as_ref()))
+            .flatten();
+        let Some(request) = recovery else {
+            open_socket(entry, client, auth);
+            return Dispatch::Done;
+        };
+        let (entry, client) = (entry.clone(), client.clone());
+        // Its next packets wait until the socket is restored or opened.
+        Dispatch::Pending(Box::pin(async move {
+            let pid = ByteStr::from(request.pid.clone());
+            let Some(restore) = entry.handler.recover(request).await else {
+                open_socket(&entry, &client, auth);
+                return;
+            };
+            if client.session().is_closed() || client.socket(&entry.name).is_some() {
+                return;
             }
-            Err(refusal) => send_connect_error(client.session(), &nsp, &refusal),
-        }
+            let socket = Arc::new(Socket::restored(
+                entry.clone(),
+                &client,
+                auth,
+                restore.sid,
+                pid,
+            ));
+            if !client.add(socket.clone()) {
+                return;
+            }
+            if let Some(sockets) = &entry.sockets {
+                // The socket it replaces may still look connected here (its client noticed the
+                // loss first): it is gone for good.
+                if let Some(stale) = sockets.get_cloned(socket.id()) {
+                    stale.disconnect();
+                }
+                sockets.insert(socket.id().clone(), socket.clone());
+            }
+            send_connect_ok(&socket);
+            entry.handler.restored(socket.clone(), restore.state).await;
+            // In case the namespace did not (it must not hold the socket's frames forever).
+            socket.release(|_| true);
+        }))
     }
 
     fn dispatch(&self, client: &Arc<Client>, packet: Packet) -> Dispatch {
         match packet.kind {
-            Kind::Connect => {
-                self.connect(client, packet);
-                Dispatch::Done
-            }
+            Kind::Connect => self.connect(client, packet),
             Kind::Disconnect => {
                 if let Some(socket) = client.forget(&packet.nsp) {
                     socket.closed(DisconnectReason::ClientNamespaceDisconnect);
@@ -308,8 +373,49 @@ fn socket_namespace(socket: &Socket) -> &NamespaceEntry {
     socket.namespace_entry()
 }
 
+/// A normal connect: a new socket, if the namespace accepts the client.
+fn open_socket(entry: &Arc<NamespaceEntry>, client: &Arc<Client>, auth: Option<ByteStr>) {
+    let socket = Arc::new(Socket::new(entry.clone(), client, auth.clone()));
+    let auth_raw: Option<&RawValue> = auth.as_deref().and_then(|d| serde_json::from_str(d).ok());
+    match entry.handler.connect(&socket, auth_raw) {
+        Ok(()) => {
+            if !client.add(socket.clone()) {
+                return;
+            }
+            if let Some(sockets) = &entry.sockets {
+                sockets.insert(socket.id().clone(), socket.clone());
+            }
+            send_connect_ok(&socket);
+            entry.handler.connected(&socket);
+        }
+        Err(refusal) => send_connect_error(client.session(), &entry.name, &refusal),
+    }
+}
+
+/// The `pid` and `offset` of a CONNECT payload, if it has a `pid` (a string, as the official
+/// clients send it).
+fn recovery_request(auth: Option<&ByteStr>) -> Option<RecoveryRequest> {
+    #[derive(serde::Deserialize)]
+    struct Held<'a> {
+        #[serde(borrow)]
+        pid: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        offset: Option<std::borrow::Cow<'a, str>>,
+    }
+    let text = auth?;
+    let held: Held = serde_json::from_str(text).ok()?;
+    Some(RecoveryRequest {
+        pid: held.pid?.into_owned(),
+        offset: held.offset.map(|o| o.into_owned()),
+        auth: Some(text.clone()),
+    })
+}
+
 fn send_connect_ok(socket: &Socket) {
-    let data = format!(r#"{{"sid":"{}"}}"#, socket.id());
+    let data = match socket.pid() {
+        Some(pid) => format!(r#"{{"sid":"{}","pid":"{pid}"}}"#, socket.id()),
+        None => format!(r#"{{"sid":"{}"}}"#, socket.id()),
+    };
     let packet = Packet::new(Kind::Connect, ByteStr::from(socket.nsp().to_owned())).with_data(data);
     let _ = socket.send(packet_item(&packet));
 }

@@ -104,7 +104,7 @@ impl Rooms {
             if except.is_some_and(|e| std::ptr::eq(e, &**member)) {
                 continue;
             }
-            if member.session().send(item.clone()).is_ok() {
+            if member.send(item.clone()).is_ok() {
                 sent += 1;
             }
         }

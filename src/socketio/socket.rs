@@ -41,7 +41,13 @@ pub struct Socket {
     session: Arc<Session>,
     client: Weak<Client>,
     auth: Option<ByteStr>,
+    /// The private session id given with CONNECT when the namespace recovers connections.
+    pid: Option<ByteStr>,
     connected: AtomicBool,
+    /// A restored socket holds what the room sends it until it has been sent what it missed
+    /// (see [`Socket::release`]).
+    holding: AtomicBool,
+    held: Mutex<Vec<Outgoing>>,
     rooms: Mutex<Vec<Box<str>>>,
     acks: Mutex<Acks>,
     data: OnceLock<Box<dyn Any + Send + Sync>>,
@@ -79,13 +85,41 @@ impl Socket {
         client: &Arc<Client>,
         auth: Option<ByteStr>,
     ) -> Socket {
+        let pid = namespace.recovers.then(crate::engine::session::new_id);
+        Socket::with_ids(namespace, client, auth, crate::engine::session::new_id(), pid)
+    }
+
+    /// A socket restored by connection state recovery: the id and pid of the one it replaces, and
+    /// holding what the room sends it until [`Socket::release`].
+    pub(super) fn restored(
+        namespace: Arc<NamespaceEntry>,
+        client: &Arc<Client>,
+        auth: Option<ByteStr>,
+        id: ByteStr,
+        pid: ByteStr,
+    ) -> Socket {
+        let socket = Socket::with_ids(namespace, client, auth, id, Some(pid));
+        socket.holding.store(true, Ordering::Release);
+        socket
+    }
+
+    fn with_ids(
+        namespace: Arc<NamespaceEntry>,
+        client: &Arc<Client>,
+        auth: Option<ByteStr>,
+        id: ByteStr,
+        pid: Option<ByteStr>,
+    ) -> Socket {
         Socket {
-            id: crate::engine::session::new_id(),
+            id,
             namespace,
             session: client.session().clone(),
             client: Arc::downgrade(client),
             auth,
+            pid,
             connected: AtomicBool::new(true),
+            holding: AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
             rooms: Mutex::new(Vec::new()),
             acks: Mutex::new(Acks::default()),
             data: OnceLock::new(),
@@ -114,6 +148,11 @@ impl Socket {
         self.auth.as_ref()
     }
 
+    /// The private session id its client holds (connection state recovery), if any.
+    pub fn pid(&self) -> Option<&ByteStr> {
+        self.pid.as_ref()
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }
@@ -132,7 +171,33 @@ impl Socket {
 
     /// Queues an already-encoded item (a frame from `EventWriter`, shared by a broadcast).
     pub fn send(&self, item: Outgoing) -> Result<(), EmitError> {
+        // One relaxed load on the broadcast path; only a socket being restored takes the lock.
+        if self.holding.load(Ordering::Acquire) {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if self.holding.load(Ordering::Acquire) {
+                held.push(item);
+                return Ok(());
+            }
+        }
         self.session.send(item)
+    }
+
+    /// Queues `item` ahead of what a restored socket holds (what it missed, sent again).
+    pub fn send_before_held(&self, item: Outgoing) -> Result<(), EmitError> {
+        self.session.send(item)
+    }
+
+    /// Ends the hold of a restored socket: what the room sent it meanwhile goes out now, in order,
+    /// but for the items `keep` refuses (those it was already sent again). Nothing after waits.
+    pub fn release(&self, mut keep: impl FnMut(&Outgoing) -> bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for item in std::mem::take(&mut *held) {
+            if keep(&item) {
+                let _ = self.session.send(item);
+            }
+        }
+        self.holding.store(false, Ordering::Release);
+        held.shrink_to_fit();
     }
 
     /// Emits `event` with one JSON argument.

@@ -290,8 +290,7 @@ fn recovery(
         sessions,
         max_replay: args.recovery_max_replay as usize,
         // Other nodes' writers gather for `--history-linger-ms`; give them that and a margin.
-        foreign_grace: cluster
-            .then(|| Duration::from_millis(args.history_linger_ms * 2 + 50)),
+        foreign_grace: cluster.then(|| Duration::from_millis(args.history_linger_ms * 2 + 50)),
     }))
 }
 

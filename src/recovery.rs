@@ -55,9 +55,15 @@ enum Op {
 #[derive(Debug, Clone)]
 enum Pending {
     /// In a chat; `gone`: and disconnected since.
-    Entered { record: Record, conn: i64, gone: bool },
+    Entered {
+        record: Record,
+        conn: i64,
+        gone: bool,
+    },
     Left,
-    Disconnected { conn: i64 },
+    Disconnected {
+        conn: i64,
+    },
 }
 
 struct MemoryRow {
@@ -156,10 +162,11 @@ impl Sessions {
         tokio::spawn(async move {
             let mut beats = 0u64;
             loop {
-                if let Err(e) = sessions.beat(beats % 12 == 0).await {
+                let prune_now = beats.is_multiple_of(12);
+                if let Err(e) = sessions.beat(prune_now).await {
                     tracing::warn!(error = %e, "recovery: heartbeat or pruning failed");
                 }
-                if beats % 12 == 0 {
+                if prune_now {
                     prune().await;
                 }
                 beats += 1;

@@ -90,7 +90,12 @@ pub fn join(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
             Ok(Seat::Granted { name }) => {
                 if let Some(entered) = enter(&history, &socket, &request, name) {
                     if let Some(member) = chat_state(&socket).membership() {
-                        super::recovery::entered(&recovery, &socket, &member, entered.cursor.before);
+                        super::recovery::entered(
+                            &recovery,
+                            &socket,
+                            &member,
+                            entered.cursor.before,
+                        );
                     }
                     if let Some(notify) = &notify {
                         if let Some((_, old)) = &entered.left {

@@ -334,7 +334,14 @@ fn deliver(
     let payload = Encoded::new(&ReceiveMessage::of(&stored));
     // Encoded once; every member's queue gets the same buffer.
     let offset = super::recovery::offsets(history).then_some(stored.id);
-    broadcast(socket, &member.room, "receive-message", &payload, true, offset);
+    broadcast(
+        socket,
+        &member.room,
+        "receive-message",
+        &payload,
+        true,
+        offset,
+    );
     // The sender's ack, if asked, confirms storage: it waits for the commit.
     let on_stored = ack.map(|ack| {
         let socket = socket.clone();

@@ -209,7 +209,8 @@ pub(crate) fn told(
             include_sender,
             offsets.then_some(id),
         );
-        offsets.then(|| Arc::from(payload.as_str()))
+        offsets
+            .then(|| Arc::from(payload.as_str()))
             .map(|p| (event, p))
     });
 }
@@ -323,9 +324,8 @@ impl Namespace for Chat {
     fn recover(
         &self,
         request: crate::socketio::RecoveryRequest,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Option<crate::socketio::Restore>> + Send>,
-    > {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<crate::socketio::Restore>> + Send>>
+    {
         self.recover_session(request)
     }
 

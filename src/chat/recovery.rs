@@ -123,7 +123,10 @@ impl Chat {
                     return refused("unavailable");
                 }
             };
-            let offset = request.offset.as_deref().and_then(|o| o.parse::<i64>().ok());
+            let offset = request
+                .offset
+                .as_deref()
+                .and_then(|o| o.parse::<i64>().ok());
             let after = offset.unwrap_or(i64::MIN).max(record.since);
             let cursor = history.join(record.eventid, || ()).1;
             let missed = match history
@@ -207,7 +210,10 @@ impl Chat {
             if let Some(grace) = recovery.foreign_grace {
                 tokio::time::sleep(grace).await;
             }
-            let from = missed.last().map_or(after, |m| m.id()).max(first_before - 1);
+            let from = missed
+                .last()
+                .map_or(after, |m| m.id())
+                .max(first_before - 1);
             let rest = match history
                 .missed(record.eventid, from, cursor, recovery.max_replay)
                 .await

@@ -178,14 +178,8 @@ pub async fn read(
             Ok(LoggedChange {
                 id: row.try_get(0).map_err(|e| e.to_string())?,
                 eventid,
-                event: row
-                    .try_get::<_, &str>(1)
-                    .map_err(|e| e.to_string())?
-                    .into(),
-                payload: row
-                    .try_get::<_, &str>(2)
-                    .map_err(|e| e.to_string())?
-                    .into(),
+                event: row.try_get::<_, &str>(1).map_err(|e| e.to_string())?.into(),
+                payload: row.try_get::<_, &str>(2).map_err(|e| e.to_string())?.into(),
                 at: row.try_get(3).map_err(|e| e.to_string())?,
             })
         })

@@ -439,7 +439,9 @@ impl History {
             Store::Memory(store) => store.log_change(&mut chats, change),
             Store::Postgres(store) => self
                 .changes
-                .get_or_init(|| changes::ChangeWriter::start(store.pool().clone(), store.query_timeout()))
+                .get_or_init(|| {
+                    changes::ChangeWriter::start(store.pool().clone(), store.query_timeout())
+                })
                 .log(change),
         }
     }
@@ -458,11 +460,15 @@ impl History {
         let before = cursor.before;
         match &self.store {
             Store::Off => Ok(None),
-            Store::Memory(store) => Ok(store.missed(&self.stripe(eventid), eventid, after, before, limit)),
+            Store::Memory(store) => {
+                Ok(store.missed(&self.stripe(eventid), eventid, after, before, limit))
+            }
             Store::Postgres(store) => {
                 store.written_up_to(cursor.queued).await;
                 if let Some(changes) = self.changes.get() {
-                    changes.written_up_to(cursor.changes, store.query_timeout()).await;
+                    changes
+                        .written_up_to(cursor.changes, store.query_timeout())
+                        .await;
                 }
                 let fail = |e: &dyn std::fmt::Display| HistoryError(e.to_string());
                 let client = store.pool().get().await.map_err(|e| fail(&e))?;
@@ -493,7 +499,9 @@ impl History {
     /// number per chat).
     pub async fn prune_changes(&self, keep: Duration) -> Result<u64, HistoryError> {
         match &self.store {
-            Store::Postgres(store) => changes::prune(store.pool(), keep).await.map_err(HistoryError),
+            Store::Postgres(store) => changes::prune(store.pool(), keep)
+                .await
+                .map_err(HistoryError),
             _ => Ok(0),
         }
     }

@@ -230,8 +230,7 @@ const MESSAGES_AFTER: &str = "SELECT 1::bigint, id, userid, role, sender_name, m
          created_at, edited_at, deleted_at, attachments FROM chatgate_message \
      WHERE eventid = $1 AND id > $2 AND id < $3 ORDER BY id LIMIT $4";
 
-const REACTIONS_OF: &str =
-    "SELECT 1::bigint, message_id, emoji, count(*), bool_or(userid = $2) \
+const REACTIONS_OF: &str = "SELECT 1::bigint, message_id, emoji, count(*), bool_or(userid = $2) \
      FROM chatgate_reaction WHERE message_id = ANY($1) \
      GROUP BY message_id, emoji ORDER BY message_id, min(created_at), emoji";
 
@@ -244,10 +243,15 @@ pub async fn messages_after(
     limit: usize,
 ) -> Result<Vec<StoredMessage>, HistoryError> {
     let rows = client
-        .query(MESSAGES_AFTER, &[&eventid, &after, &before, &(limit as i64)])
+        .query(
+            MESSAGES_AFTER,
+            &[&eventid, &after, &before, &(limit as i64)],
+        )
         .await
         .map_err(|e| HistoryError(crate::recovery::pg_message(&e)))?;
-    rows.iter().map(|row| stored_message(row, eventid)).collect()
+    rows.iter()
+        .map(|row| stored_message(row, eventid))
+        .collect()
 }
 
 /// The page of `limit` messages after `after` (oldest first; `has_more`: newer ones exist), with

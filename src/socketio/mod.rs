@@ -128,7 +128,11 @@ pub trait Namespace: Send + Sync + 'static {
 
     /// The socket is restored (the old id and pid, the client told) and holds what its rooms send
     /// it: put it back where it was, send what it missed, and [`Socket::release`] it.
-    fn restored(&self, _socket: Arc<Socket>, _state: Box<dyn std::any::Any + Send>) -> BoxFuture<()> {
+    fn restored(
+        &self,
+        _socket: Arc<Socket>,
+        _state: Box<dyn std::any::Any + Send>,
+    ) -> BoxFuture<()> {
         Box::pin(async {})
     }
 
@@ -417,7 +421,8 @@ fn send_connect_ok(socket: &Socket) {
         None => format!(r#"{{"sid":"{}"}}"#, socket.id()),
     };
     let packet = Packet::new(Kind::Connect, ByteStr::from(socket.nsp().to_owned())).with_data(data);
-    let _ = socket.send(packet_item(&packet));
+    // First, also for a restored socket holding what its rooms send it.
+    let _ = socket.send_before_held(packet_item(&packet));
 }
 
 fn send_connect_error(session: &Session, nsp: &ByteStr, refusal: &Refusal) {

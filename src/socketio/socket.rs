@@ -86,7 +86,13 @@ impl Socket {
         auth: Option<ByteStr>,
     ) -> Socket {
         let pid = namespace.recovers.then(crate::engine::session::new_id);
-        Socket::with_ids(namespace, client, auth, crate::engine::session::new_id(), pid)
+        Socket::with_ids(
+            namespace,
+            client,
+            auth,
+            crate::engine::session::new_id(),
+            pid,
+        )
     }
 
     /// A socket restored by connection state recovery: the id and pid of the one it replaces, and

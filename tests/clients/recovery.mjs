@@ -96,7 +96,7 @@ async function comeBack(tutee, url) {
 }
 
 /** The part every scenario shares: tutor and tutee in event 101, the tutee drops and comes back. */
-async function scenarioOf(tutorUrl, tuteeUrl, backUrl, beforeComeBack) {
+async function scenarioOf(tutorUrl, tuteeUrl, backUrl, lose = drop) {
   const tutor = await client(tutorUrl);
   const tutee = await client(tuteeUrl, { reconnection: false });
   await join(tutor, 101, 1, "tutor");
@@ -106,8 +106,7 @@ async function scenarioOf(tutorUrl, tuteeUrl, backUrl, beforeComeBack) {
   const earlier = await send(tutor, "before the drop");
   await barrier(tutee);
   tutee.lastId = tutee.id;
-  await beforeComeBack?.(tutee);
-  await drop(tutee);
+  await lose(tutee);
   const expected = await meanwhile(tutor, earlier);
   tutor.log = [];
   await comeBack(tutee, backUrl);
@@ -134,10 +133,13 @@ const scenarios = {
   other: () => scenarioOf(urlA, urlA, urlB),
   // The tutor is on node B; the tutee's node A is killed; the tutee comes back on B.
   killed: () =>
-    scenarioOf(urlB, urlA, urlB, async () => {
+    scenarioOf(urlB, urlA, urlB, async (tutee) => {
+      const gone = next(tutee, "disconnect", 30000);
       console.log("kill");
       const lines = createInterface({ input: process.stdin });
       for await (const line of lines) if (line.trim() === "killed") break;
+      const [reason] = await gone;
+      equal(reason, "transport close", "disconnect reason when the node dies");
     }),
 
   // Automatic reconnection while the tutor keeps sending: whether a message reaches the tutee

@@ -3,7 +3,8 @@
 # core 0 with the load tool on core 1, against a freshly seeded PostgreSQL database; prints a table
 # with ratios. Loopback only. The servers (SERVERS, default all four):
 #   chatgate          --history off, like the others, which store nothing;
-#   chatgate-history  the default a user runs (history on PostgreSQL);
+#   chatgate-history  the default a user runs (history on PostgreSQL, connection state recovery on);
+#   chatgate-norecovery  chatgate-history with --recovery-window-secs 0 (what recovery costs);
 #   node              the Node.js socket.io 4.8 reference of the same chat (benches/node-ref);
 #   chatgate-notify   chatgate-history with offline notifications on (a webhook to
 #                     chatgate-hooksink; due after the run, so what is measured is the outbox
@@ -38,6 +39,9 @@ start_server() {
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 --history off >"$out/$1.log" 2>&1 & ;;
     chatgate-history) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
                 --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 >"$out/$1.log" 2>&1 & ;;
+    chatgate-norecovery) taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
+                --auth trust --workers 1 --max-connections 20000 --message-rate 0 --handshake-rate 0 \
+                --recovery-window-secs 0 >"$out/$1.log" 2>&1 & ;;
     chatgate-notify)
       [ -n "${sink:-}" ] || { ./target/release/chatgate-hooksink --listen 127.0.0.1:7191 >"$out/sink.log" & sink=$!; }
       taskset -c 0 ./target/release/chatgate --listen "127.0.0.1:$PORT" --database-url "$URL" \
@@ -101,7 +105,7 @@ metrics = {
     "idle": [("rss_per_connection_kib", "RSS KiB/connection", "{:.2f}"), ("joins_per_sec", "joins/s", "{:,.0f}")],
     "churn": [("sessions_per_sec", "sessions/s", "{:,.0f}"), ("server_cpu_ms_per_session", "server ms/session", "{:.3f}")],
 }
-servers = [s for s in ["before", "chatgate", "chatgate-history", "chatgate-notify", "node", "floor"] if any(s in by for by in groups.values())]
+servers = [s for s in ["before", "chatgate", "chatgate-history", "chatgate-norecovery", "chatgate-notify", "node", "floor"] if any(s in by for by in groups.values())]
 def ratio(a, b):
     return f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "-"
 print("\n| scenario | metric | " + " | ".join(servers) + " | chatgate / node | chatgate / floor |")

@@ -515,7 +515,7 @@ async fn migrate_is_versioned_and_rerunnable() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     let index: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE indexname = 'chatgate_message_eventid_id'",

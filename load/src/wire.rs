@@ -247,8 +247,9 @@ pub fn message_text_into(out: &mut Vec<u8>, nanos: u64, sender: u32) {
 /// The `id` of a receive-message frame (the last field both servers write; found from the end).
 pub fn message_id(frame: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"id\":";
-    // Both servers write `id` last; another key order falls back to a scan of the whole frame.
-    let tail = &frame[frame.len().saturating_sub(40)..];
+    // Both servers write `id` last (chatgate may add an offset argument after the payload:
+    // connection state recovery); another key order falls back to a scan of the whole frame.
+    let tail = &frame[frame.len().saturating_sub(64)..];
     let (text, at) = match tail.windows(KEY.len()).rposition(|w| w == KEY) {
         Some(at) => (tail, at),
         None => (frame, frame.windows(KEY.len()).rposition(|w| w == KEY)?),

@@ -6,9 +6,9 @@
 //! Like Centrifugo's stream positions, and unlike the Node server's in-memory sessions, nothing
 //! here lives only in the process that served the socket: with PostgreSQL a row per socket in
 //! `chatgate_session`, written when the socket joins, leaves or disconnects. The writes are
-//! gathered (one statement per kind for everything queued; a join costs no round trip of its own),
-//! so a node killed within a few milliseconds of a join may leave that one socket unrecoverable: it
-//! then reconnects as today. A node's death is dated by `chatgate_process`, which every running
+//! gathered for 20 ms (one statement per kind for everything queued; a join costs no round trip of
+//! its own), so a node killed within a few tens of milliseconds of a join may leave that one socket
+//! unrecoverable: it then reconnects as today. The tables are UNLOGGED (migration 6). A node's death is dated by `chatgate_process`, which every running
 //! gateway touches every few seconds: a socket whose process stopped touching it counts as
 //! disconnected from that moment.
 //!
@@ -26,8 +26,9 @@ use crate::directory::Role;
 
 /// How often a running gateway says it is alive (`chatgate_process`).
 const HEARTBEAT: Duration = Duration::from_secs(5);
-/// How long queued writes gather before they are written together.
-const GATHER: Duration = Duration::from_millis(10);
+/// How long queued writes gather before they are written together: a burst of joins is a few
+/// statements, not one per join.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// Where a socket was when it was last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]

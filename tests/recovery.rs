@@ -60,11 +60,26 @@ async fn the_official_client_recovers_on_another_node() {
     assert_eq!(on_b, Some(1.0), "restored by node B");
 }
 
-#[tokio::test]
-async fn the_official_client_recovers_after_its_node_was_killed() {
+/// How node A goes away in [`node_goes_away`].
+enum Loss {
+    /// SIGKILL: nothing written, nothing said.
+    Killed,
+    /// SIGTERM with `--shutdown-notice reconnect` (a rolling restart): transports closed.
+    ShutDown,
+}
+
+/// The tutee is on node A, its tutor on node B; node A goes; the tutee comes back on B, recovered.
+async fn node_goes_away(loss: Loss) {
     let db = TestDb::create().await;
     let redis = support::redis_server::RedisServer::start().await;
-    let (mut a, b) = two_nodes(&db, &redis.url()).await;
+    let url = redis.url();
+    let notice = ["--shutdown-notice", "reconnect"];
+    let mut a = node(
+        &db,
+        &[&["--cluster", &url, "--node-id", "0"][..], &notice].concat(),
+    )
+    .await;
+    let b = node(&db, &["--cluster", &url, "--node-id", "1"]).await;
     let mut script = tokio::process::Command::new("node")
         .arg(support::repo_path("tests/clients/recovery.mjs"))
         .args(["killed", &a.url, &b.url])
@@ -79,7 +94,7 @@ async fn the_official_client_recovers_after_its_node_was_killed() {
         .expect("the script reaches the kill");
     assert_eq!(said.ok().flatten().as_deref(), Some("kill"));
     // The tutee's session is written a few milliseconds after its join: once it is there, node A
-    // dies without a word.
+    // goes.
     let client = db_client(&db).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -99,7 +114,10 @@ async fn the_official_client_recovers_after_its_node_was_killed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    a.kill().await;
+    match loss {
+        Loss::Killed => a.kill().await,
+        Loss::ShutDown => a.terminate().await,
+    }
     let mut stdin = script.stdin.take().expect("stdin");
     stdin.write_all(b"killed\n").await.expect("write");
     let status = tokio::time::timeout(Duration::from_secs(60), script.wait())
@@ -116,6 +134,16 @@ async fn the_official_client_recovers_after_its_node_was_killed() {
     )
     .await;
     assert_eq!(on_b, Some(1.0));
+}
+
+#[tokio::test]
+async fn the_official_client_recovers_after_its_node_was_killed() {
+    node_goes_away(Loss::Killed).await;
+}
+
+#[tokio::test]
+async fn a_rolling_restart_hands_clients_over_without_loss() {
+    node_goes_away(Loss::ShutDown).await;
 }
 
 #[tokio::test]

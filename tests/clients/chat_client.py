@@ -19,12 +19,14 @@ class Peer:
     def __init__(self):
         self.client = socketio.Client(reconnection=False)
         self.events = {}
+        self.arguments = {}
         self.arrived = threading.Condition()
         self.client.on("*", self.record)
 
     def record(self, event, *args):
         with self.arrived:
             self.events.setdefault(event, []).append(args[0] if args else None)
+            self.arguments.setdefault(event, []).append(args)
             self.arrived.notify_all()
 
     def wait(self, event, count=1, timeout=5):
@@ -58,6 +60,10 @@ if tutee.wait("receive-message") != got:
     fail("the sender's copy differs")
 if not isinstance(got.get("id"), int) or got["id"] <= 0:
     fail(f"receive-message id {got!r}")
+# Connection state recovery is on by default: the offset (the message's id, as a string) comes as
+# a second argument, which a python-socketio handler takes with *args (docs/PROTOCOL.md).
+if tutor.arguments["receive-message"][0] != (got, str(got["id"])):
+    fail(f"receive-message arguments {tutor.arguments['receive-message'][0]!r}")
 
 tutor.client.emit("typing", {"is_typing": True})
 if tutee.wait("user-typing") != {"userid": 1, "role": "tutor", "is_typing": True}:

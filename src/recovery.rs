@@ -204,26 +204,7 @@ impl Sessions {
             Store::Postgres { queued, wake, .. } => {
                 let mut queued = queued.lock().unwrap_or_else(|p| p.into_inner());
                 // Only each socket's latest state is written.
-                let state = match (queued.remove(pid), op) {
-                    (_, Op::Entered { record, conn }) => Pending::Entered {
-                        record,
-                        conn,
-                        gone: false,
-                    },
-                    (_, Op::Left) => Pending::Left,
-                    (Some(Pending::Entered { record, conn, .. }), Op::Disconnected { conn: c })
-                        if conn == c =>
-                    {
-                        Pending::Entered {
-                            record,
-                            conn,
-                            gone: true,
-                        }
-                    }
-                    // An older connection's end changes nothing written after it.
-                    (Some(kept @ (Pending::Entered { .. } | Pending::Left)), _) => kept,
-                    (_, Op::Disconnected { conn }) => Pending::Disconnected { conn },
-                };
+                let state = merge(queued.remove(pid), op);
                 queued.insert(pid.to_owned(), state);
                 drop(queued);
                 wake.notify_one();
@@ -494,6 +475,30 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// A socket's state to write after `op`, given what was already waiting to be written.
+fn merge(waiting: Option<Pending>, op: Op) -> Pending {
+    match (waiting, op) {
+        (_, Op::Entered { record, conn }) => Pending::Entered {
+            record,
+            conn,
+            gone: false,
+        },
+        (_, Op::Left) => Pending::Left,
+        (Some(Pending::Entered { record, conn, .. }), Op::Disconnected { conn: c })
+            if conn == c =>
+        {
+            Pending::Entered {
+                record,
+                conn,
+                gone: true,
+            }
+        }
+        // An older connection's end changes nothing written after it.
+        (Some(kept @ (Pending::Entered { .. } | Pending::Left)), _) => kept,
+        (_, Op::Disconnected { conn }) => Pending::Disconnected { conn },
+    }
+}
+
 /// A connection's number for [`Sessions::entered`] and [`Sessions::disconnected`]: each transport
 /// session of a socket is a new connection (a hash of the Engine.IO session id).
 pub fn connection_number(engine_sid: &str) -> i64 {
@@ -501,4 +506,91 @@ pub fn connection_number(engine_sid: &str) -> i64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine_sid.hash(&mut h);
     (h.finish() & i64::MAX as u64) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(eventid: i32) -> Record {
+        Record {
+            sid: "sid".into(),
+            eventid,
+            userid: 2,
+            role: Role::Tutee,
+            since: 10,
+        }
+    }
+
+    #[test]
+    fn only_the_latest_state_of_a_socket_is_written() {
+        let entered = |conn| Op::Entered {
+            record: record(101),
+            conn,
+        };
+        // Joined then lost in the same batch: one row, written as disconnected.
+        let state = merge(Some(merge(None, entered(1))), Op::Disconnected { conn: 1 });
+        assert!(matches!(
+            state,
+            Pending::Entered {
+                conn: 1,
+                gone: true,
+                ..
+            }
+        ));
+        // The end of an older connection does not undo a newer one's entry.
+        let state = merge(Some(merge(None, entered(2))), Op::Disconnected { conn: 1 });
+        assert!(matches!(
+            state,
+            Pending::Entered {
+                conn: 2,
+                gone: false,
+                ..
+            }
+        ));
+        // Left wins over what came before; an entry after it wins over it.
+        let left = merge(Some(merge(None, entered(1))), Op::Left);
+        assert!(matches!(left, Pending::Left));
+        assert!(matches!(
+            merge(Some(left), Op::Disconnected { conn: 1 }),
+            Pending::Left
+        ));
+        assert!(matches!(
+            merge(Some(Pending::Left), entered(3)),
+            Pending::Entered { conn: 3, .. }
+        ));
+        // Alone, a disconnection is written as one (the row was written earlier).
+        assert!(matches!(
+            merge(None, Op::Disconnected { conn: 4 }),
+            Pending::Disconnected { conn: 4 }
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_memory_session_lasts_the_window_after_its_connection_ends() {
+        let sessions = Sessions::memory(Duration::from_secs(120));
+        sessions.entered("p", 1, record(101));
+        assert_eq!(sessions.find("p").await, Ok(Some(record(101))));
+        // Another connection's end (an older one of the same socket) changes nothing.
+        sessions.disconnected("p", 9);
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert_eq!(
+            sessions.find("p").await,
+            Ok(Some(record(101))),
+            "still connected"
+        );
+        sessions.disconnected("p", 1);
+        tokio::time::advance(Duration::from_secs(119)).await;
+        assert_eq!(
+            sessions.find("p").await,
+            Ok(Some(record(101))),
+            "within the window"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(sessions.find("p").await, Ok(None), "past the window");
+        sessions.entered("q", 1, record(102));
+        sessions.left("q");
+        assert_eq!(sessions.find("q").await, Ok(None), "left its chat");
+        assert_eq!(sessions.find("unknown").await, Ok(None));
+    }
 }

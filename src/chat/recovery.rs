@@ -300,3 +300,18 @@ pub(super) fn disconnected(recovery: &Option<Arc<Recovery>>, socket: &Socket) {
 pub(super) fn offsets(history: &History) -> bool {
     history.config().log_changes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offset_of_a_frame_is_its_last_argument() {
+        let payload = Encoded::raw(r#"{"message":"ends with a quote and bracket \"]","id":7}"#);
+        let with = payload.frame_with_offset("/", "receive-message", 249_525_725_294_592);
+        assert_eq!(frame_offset(&with), Some(249_525_725_294_592));
+        assert_eq!(frame_offset(&payload.frame("/", "receive-message")), None);
+        let other = Encoded::raw(r#""not an offset""#).frame("/", "x");
+        assert_eq!(frame_offset(&other), None);
+    }
+}

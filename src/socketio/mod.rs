@@ -473,3 +473,29 @@ impl engine::Handler for SocketIo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(payload: &str) -> Option<RecoveryRequest> {
+        recovery_request(Some(&ByteStr::from(payload.to_owned())))
+    }
+
+    #[test]
+    fn a_connect_payload_asks_for_recovery_with_a_string_pid() {
+        let r = request(r#"{"token":"t","pid":"abc","offset":"42"}"#).expect("asks");
+        assert_eq!((r.pid.as_str(), r.offset.as_deref()), ("abc", Some("42")));
+        assert_eq!(request(r#"{"pid":"abc"}"#).expect("asks").offset, None);
+        for plain in [
+            r#"{"token":"t"}"#,
+            r#"{"pid":42}"#,
+            r#"{"pid":null}"#,
+            "[]",
+            "nonsense",
+        ] {
+            assert!(request(plain).is_none(), "{plain}");
+        }
+        assert!(recovery_request(None).is_none());
+    }
+}

@@ -77,14 +77,6 @@ fn history_of(ws: &RawWs) -> Value {
     payload(ws.last_history.as_deref().expect("history"), "chat-history")
 }
 
-async fn db_client(db: &TestDb) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    client
-}
-
 #[tokio::test]
 async fn the_official_javascript_client_marks_reacts_edits_and_deletes() {
     let db = TestDb::create().await;
@@ -136,7 +128,7 @@ async fn read_marks_reach_the_others_and_late_joiners_and_never_move_back() {
     assert_eq!(receipts[0]["role"], "tutee");
     assert_eq!(receipts[0]["last_read_id"], second);
 
-    let client = db_client(&db).await;
+    let client = db.client().await;
     let stored: i64 = client
         .query_one(
             "SELECT last_read_id FROM chatgate_read WHERE eventid = 101 AND userid = 2",
@@ -151,7 +143,7 @@ async fn read_marks_reach_the_others_and_late_joiners_and_never_move_back() {
 #[tokio::test]
 async fn a_burst_of_marks_is_one_write_and_the_newest_wins() {
     let db = TestDb::create().await;
-    let client = db_client(&db).await;
+    let client = db.client().await;
     // Count every row written to chatgate_read (the gateway migrates the database first).
     let server =
         support::chat_gateway(&db.url(), &["--auth", "trust", "--read-flush-ms", "1000"]).await;
@@ -595,7 +587,7 @@ async fn authors_edit_within_the_window_and_delete_leaving_a_tombstone() {
         "an untouched message is as sent"
     );
 
-    let client = db_client(&db).await;
+    let client = db.client().await;
     let audit: Vec<(String, String)> = client
         .query(
             "SELECT action, old_message FROM chatgate_message_audit WHERE message_id = $1 ORDER BY at",
@@ -640,7 +632,7 @@ async fn edits_after_the_window_are_refused_and_no_audit_by_default() {
         .await;
     expect(&mut tutor, "message-deleted").await;
     expect(&mut tutee, "message-deleted").await;
-    let client = db_client(&db).await;
+    let client = db.client().await;
     let (text, audits): (String, i64) = {
         let row = client
             .query_one(

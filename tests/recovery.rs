@@ -95,7 +95,7 @@ async fn node_goes_away(loss: Loss) {
     assert_eq!(said.ok().flatten().as_deref(), Some("kill"));
     // The tutee's session is written a few milliseconds after its join: once it is there, node A
     // goes.
-    let client = db_client(&db).await;
+    let client = db.client().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let row = client
@@ -150,14 +150,6 @@ async fn a_rolling_restart_hands_clients_over_without_loss() {
 async fn the_demo_recovers_from_memory() {
     let demo = start(&[]).await;
     support::node("recovery.mjs", &["same", &demo.url, &demo.url]).await;
-}
-
-async fn db_client(db: &TestDb) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    client
 }
 
 /// The `sid` and `pid` of a CONNECT answer.

@@ -87,18 +87,8 @@ impl ChangeWriter {
 
     /// Waits (at most `timeout`) until the first `n` changes queued are written.
     pub async fn written_up_to(&self, n: u64, timeout: Duration) {
-        let wait = async {
-            loop {
-                let changed = self.shared.settled_changed.notified();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                if self.shared.settled.load(Ordering::Acquire) >= n {
-                    return;
-                }
-                changed.await;
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
+        let shared = &self.shared;
+        super::settled_up_to(&shared.settled, &shared.settled_changed, n, timeout).await;
     }
 
     /// Changes broadcast but not logged (queue full, or the database failed three times).

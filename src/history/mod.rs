@@ -201,6 +201,28 @@ async fn within<T>(
         })
 }
 
+/// Waits (at most `timeout`) until a writer's `settled` count (told through `changed`) reaches `n`:
+/// what was queued before some moment is written, or given up on.
+async fn settled_up_to(
+    settled: &std::sync::atomic::AtomicU64,
+    changed: &tokio::sync::Notify,
+    n: u64,
+    timeout: Duration,
+) {
+    let wait = async {
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if settled.load(Ordering::Acquire) >= n {
+                return;
+            }
+            notified.await;
+        }
+    };
+    let _ = tokio::time::timeout(timeout, wait).await;
+}
+
 /// A place in the history writer's queue, taken before a message gets its id (flow control; see
 /// [`History::reserve`]). Empty when no place is needed or none was to be had.
 pub struct Reservation<'a>(Option<postgres::Place<'a>>);

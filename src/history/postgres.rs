@@ -224,18 +224,14 @@ impl PostgresStore {
 
     /// Waits until the first `n` queued messages are written (at most the query timeout).
     pub async fn written_up_to(&self, n: u64) {
-        let wait = async {
-            loop {
-                let changed = self.shared.settled_changed.notified();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                if self.shared.settled.load(Ordering::Acquire) >= n {
-                    return;
-                }
-                changed.await;
-            }
-        };
-        let _ = tokio::time::timeout(self.query_timeout, wait).await;
+        let shared = &self.shared;
+        super::settled_up_to(
+            &shared.settled,
+            &shared.settled_changed,
+            n,
+            self.query_timeout,
+        )
+        .await;
     }
 
     /// The pool reactions, edits and read marks go through.

@@ -90,12 +90,21 @@ impl TestDb {
         (proxy, url)
     }
 
-    pub async fn execute(&self, sql: &str) {
+    /// A connection of the test's own to its database.
+    pub async fn client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.url(), NoTls)
             .await
             .expect("connect");
         tokio::spawn(conn);
-        client.batch_execute(sql).await.expect("execute");
+        client
+    }
+
+    pub async fn execute(&self, sql: &str) {
+        self.client()
+            .await
+            .batch_execute(sql)
+            .await
+            .expect("execute");
     }
 }
 

@@ -15,6 +15,8 @@
 //!   (a directory or S3), metadata in PostgreSQL or memory; messages carry references.
 //! - [`notify`]: offline notifications (an outbox the history writer fills, a worker that
 //!   re-checks and delivers signed webhooks), with presence across nodes.
+//! - [`recovery`]: the sessions connection state recovery restores (PostgreSQL or memory); the
+//!   restore itself and its replay are the chat's (`chat/recovery.rs`, docs/RECOVERY.md).
 //! - [`directory`] answers who may join (PostgreSQL or the embedded demo), [`auth`] who a client
 //!   is (JWT or trust).
 //! - [`chat`]: the tutor/tutee chat (docs/PROTOCOL.md), as a namespace, on top of all of these.

@@ -107,15 +107,7 @@ impl std::error::Error for SessionError {}
 impl From<tokio_postgres::Error> for SessionError {
     /// The server's own message when there is one (the error's text alone says "db error").
     fn from(e: tokio_postgres::Error) -> SessionError {
-        SessionError(pg_message(&e))
-    }
-}
-
-/// What went wrong with a statement, in PostgreSQL's words when it answered.
-pub fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        SessionError(crate::history::db_error_text(&e))
     }
 }
 

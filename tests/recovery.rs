@@ -34,6 +34,7 @@ async fn the_official_client_recovers_on_the_same_node() {
     support::node("recovery.mjs", &["same", &a.url, &a.url]).await;
     support::node("recovery.mjs", &["auto", &a.url, &a.url]).await;
     support::node("recovery.mjs", &["intentional", &a.url, &a.url]).await;
+    support::node("recovery.mjs", &["polling", &a.url, &a.url]).await;
     let recovered = support::raw::metric(
         a.addr(),
         r#"chatgate_recoveries_total{outcome="recovered"}"#,
@@ -41,8 +42,8 @@ async fn the_official_client_recovers_on_the_same_node() {
     .await;
     assert_eq!(
         recovered,
-        Some(2.0),
-        "two recoveries, not the intentional disconnect"
+        Some(3.0),
+        "three recoveries, not the intentional disconnect"
     );
 }
 

@@ -143,7 +143,7 @@ async fn insert(pool: &Pool, batch: &[LoggedChange]) -> Result<(), String> {
         .execute(INSERT, &[&ids, &eventids, &events, &payloads, &ats])
         .await
         .map(|_| ())
-        .map_err(|e| crate::recovery::pg_message(&e))
+        .map_err(|e| super::db_error_text(&e))
 }
 
 /// The changes of `eventid`'s chat with ids in `(after, before)`, oldest first, at most `limit`.
@@ -162,7 +162,7 @@ pub async fn read(
             &[&eventid, &after, &before, &(limit as i64)],
         )
         .await
-        .map_err(|e| crate::recovery::pg_message(&e))?;
+        .map_err(|e| super::db_error_text(&e))?;
     rows.iter()
         .map(|row| {
             Ok(LoggedChange {
@@ -186,5 +186,5 @@ pub async fn prune(pool: &Pool, keep: Duration) -> Result<u64, String> {
             &[&keep],
         )
         .await
-        .map_err(|e| crate::recovery::pg_message(&e))
+        .map_err(|e| super::db_error_text(&e))
 }

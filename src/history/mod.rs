@@ -201,6 +201,15 @@ async fn within<T>(
         })
 }
 
+/// What went wrong with a statement, in PostgreSQL's words when it answered (the error's own text
+/// says only "db error").
+pub fn db_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 /// Waits (at most `timeout`) until a writer's `settled` count (told through `changed`) reaches `n`:
 /// what was queued before some moment is written, or given up on.
 async fn settled_up_to(

@@ -248,7 +248,7 @@ pub async fn messages_after(
             &[&eventid, &after, &before, &(limit as i64)],
         )
         .await
-        .map_err(|e| HistoryError(crate::recovery::pg_message(&e)))?;
+        .map_err(|e| HistoryError(super::db_error_text(&e)))?;
     rows.iter()
         .map(|row| stored_message(row, eventid))
         .collect()

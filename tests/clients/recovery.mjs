@@ -96,9 +96,9 @@ async function comeBack(tutee, url) {
 }
 
 /** The part every scenario shares: tutor and tutee in event 101, the tutee drops and comes back. */
-async function scenarioOf(tutorUrl, tuteeUrl, backUrl, lose = drop) {
+async function scenarioOf(tutorUrl, tuteeUrl, backUrl, lose = drop, tuteeOpts = {}) {
   const tutor = await client(tutorUrl);
-  const tutee = await client(tuteeUrl, { reconnection: false });
+  const tutee = await client(tuteeUrl, { reconnection: false, ...tuteeOpts });
   await join(tutor, 101, 1, "tutor");
   await join(tutee, 101, 2, "tutee");
   tutee.on("connect", () => {});
@@ -141,6 +141,21 @@ const scenarios = {
       const [reason] = await gone;
       equal(reason, "transport close", "disconnect reason when the node dies");
     }),
+
+  // Long-polling: the client gives up its session without a word (as a browser whose network
+  // went away does); the server still holds it when the client comes back with its pid.
+  polling: () =>
+    scenarioOf(
+      urlA,
+      urlA,
+      null,
+      async (tutee) => {
+        const gone = next(tutee, "disconnect");
+        tutee.io.engine.close();
+        await gone;
+      },
+      { transports: ["polling"] },
+    ),
 
   // Automatic reconnection while the tutor keeps sending: whether a message reaches the tutee
   // live, in the dead connection's queue or again after the recovery, it gets each once, in order.

@@ -182,9 +182,9 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         // sent them again in order. `chatgate_session` keeps, per recoverable socket, the chat it
         // was in; `chatgate_process` the last sign of life of each running gateway, which dates
         // the disconnection of the sockets of a process that died without saying so. All three
-        // are UNLOGGED: they only serve reconnections within minutes, and written without WAL
-        // they cost joins and changes far less; if PostgreSQL itself crashes they come back empty
-        // and clients reconnect without recovery, as they would have to then anyway.
+        // are UNLOGGED: they only serve reconnections within minutes, so they stay out of the
+        // write-ahead log (and so out of replication and backups); if PostgreSQL itself crashes
+        // they come back empty and clients reconnect without recovery.
         "CREATE UNLOGGED TABLE chatgate_change (
              id      bigint PRIMARY KEY,
              eventid integer NOT NULL,

@@ -400,8 +400,8 @@ async fn load_history_after_an_id_reads_only_newer_messages() {
         let refused = tutor.recv_text().await.expect("chat-error");
         assert_eq!(
             event_payload(&refused, "chat-error"),
-            serde_json::json!({"message": "Invalid history request: before_id, after_id and \
-                limit must be positive integers, and before_id and after_id cannot be combined"}),
+            serde_json::json!({"message": "Invalid history request: after_id must be a positive \
+                integer, and cannot be combined with before_id"}),
             "{body}"
         );
         let _ack = tutor.recv_text().await;

@@ -31,6 +31,9 @@ pub enum ChatError {
     HistoryUnavailable,
     /// `load-history` with a `before_id` or `limit` that is not a positive integer.
     BadHistoryRequest,
+    /// `load-history` with an `after_id` that is not a positive integer, or with both `after_id`
+    /// and `before_id` (counted with `BadHistoryRequest`: the same label).
+    BadHistoryAfter,
     /// `message_id` missing or not a positive integer.
     BadMessageId,
     /// `message_id` names no message of the joined chat (or one older than the store keeps).
@@ -91,7 +94,7 @@ impl ChatError {
             ChatError::FailedToLeave => 11,
             ChatError::RateLimited => 12,
             ChatError::HistoryUnavailable => 13,
-            ChatError::BadHistoryRequest => 14,
+            ChatError::BadHistoryRequest | ChatError::BadHistoryAfter => 14,
             ChatError::BadMessageId => 15,
             ChatError::UnknownMessage => 16,
             ChatError::NotAuthor => 17,
@@ -131,8 +134,9 @@ impl ChatError {
             ChatError::FailedToLeave => "Failed to leave chat".into(),
             ChatError::RateLimited => "Rate limit exceeded".into(),
             ChatError::HistoryUnavailable => "Failed to load history".into(),
+            ChatError::BadHistoryAfter => "Invalid history request: after_id must be a positive integer, and cannot be combined with before_id".into(),
             ChatError::BadHistoryRequest => {
-                "Invalid history request: before_id, after_id and limit must be positive integers, and before_id and after_id cannot be combined".into()
+                "Invalid history request: before_id and limit must be positive integers".into()
             }
             ChatError::BadMessageId => "Invalid message_id: must be a positive integer".into(),
             ChatError::UnknownMessage => "Message not found in this chat".into(),
@@ -244,6 +248,8 @@ mod tests {
             NotificationsOff,
         ];
         assert_eq!(all.len(), crate::chat::metrics::ERROR_KINDS.len());
+        // A second text under one label: `after_id`'s, added without changing the first.
+        let all = all.into_iter().chain([BadHistoryAfter]);
         for e in all {
             let label = crate::chat::metrics::ERROR_KINDS[e.kind()];
             assert!(e.message().starts_with(label), "{label} for {e}");

@@ -9,7 +9,8 @@
 //! `load-history` `{after_id}` reads the other way, for a client that reconnected without
 //! connection state recovery and wants only what it has not seen: the `limit` oldest messages
 //! newer than `after_id`, and `has_more` says newer ones exist (ask again with `after_id` = the
-//! last message's id). `before_id` and `after_id` together are refused.
+//! last message's id). `before_id` and `after_id` together are refused (with a text of their own:
+//! the one for `before_id` and `limit` is unchanged).
 
 use std::sync::Arc;
 
@@ -106,18 +107,20 @@ pub fn load(chat: &Chat, socket: &Arc<Socket>, fields: Fields<'_>, ack: Option<u
         refuse(socket, ack, ChatError::EventIdMismatch);
         return Dispatch::Done;
     }
-    let (Ok(before), Ok(after), Ok(limit)) = (
+    let (Ok(before), Ok(limit)) = (
         payload::positive(fields.before_id),
-        payload::positive(fields.after_id),
         payload::positive(fields.limit),
     ) else {
         refuse(socket, ack, ChatError::BadHistoryRequest);
         return Dispatch::Done;
     };
-    if before.is_some() && after.is_some() {
-        refuse(socket, ack, ChatError::BadHistoryRequest);
-        return Dispatch::Done;
-    }
+    let after = match payload::positive(fields.after_id) {
+        Ok(after) if !(after.is_some() && before.is_some()) => after,
+        _ => {
+            refuse(socket, ack, ChatError::BadHistoryAfter);
+            return Dispatch::Done;
+        }
+    };
     let config = chat.history.config();
     let limit = limit.map_or(config.page, |l| (l as usize).min(config.max_page));
     let before = before.unwrap_or(i64::MAX);

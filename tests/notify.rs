@@ -66,15 +66,24 @@ async fn metric(addr: std::net::SocketAddr, sample: &str) -> f64 {
 /// Waits (at most 10 s) until a counter reaches `value`: the worker counts a delivery once the
 /// receiver's answer is in, a moment after the receiver has it.
 async fn metric_reaches(addr: std::net::SocketAddr, sample: &str, value: f64) {
+    reaches(sample, value, || metric(addr, sample)).await;
+}
+
+/// Waits (at most 10 s) until `read` says `value`.
+async fn reaches<F: std::future::Future<Output = f64>>(
+    what: &str,
+    value: f64,
+    read: impl Fn() -> F,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let now = metric(addr, sample).await;
+        let now = read().await;
         if now == value {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{sample} stayed {now}, not {value}"
+            "{what} stayed {now}, not {value}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -341,13 +350,10 @@ async fn two_nodes_share_the_work_and_presence_and_tell_each_once() {
             "chatgate_notifications_sent_total{channel=\"webhook\"}",
         )
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut total = sent(&a).await + sent(&b).await;
-    while total < 3.0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        total = sent(&a).await + sent(&b).await;
-    }
-    assert_eq!(total, 3.0);
+    reaches("the sent counters of both nodes", 3.0, || async {
+        sent(&a).await + sent(&b).await
+    })
+    .await;
     let present = |n: &Running| {
         metric(
             n.addr(),

@@ -199,8 +199,10 @@ impl Chat {
                 socket.release(|_| false);
                 return;
             };
-            if let (Some(pid), Some(conn)) = (socket.pid(), conn(&socket)) {
-                recovery.sessions.entered(pid, conn, record.clone());
+            if let Some(pid) = socket.pid() {
+                recovery
+                    .sessions
+                    .entered(pid, conn(&socket), record.clone());
             }
             if let Some(notify) = &notify {
                 super::presence::active(notify, &socket, true);
@@ -255,8 +257,8 @@ fn frame_of(nsp: &str, item: &Missed) -> Outgoing {
 }
 
 /// The connection number of the socket's current transport session.
-pub(super) fn conn(socket: &Socket) -> Option<i64> {
-    Some(crate::recovery::connection_number(socket.session().sid()))
+fn conn(socket: &Socket) -> i64 {
+    crate::recovery::connection_number(socket.session().sid())
 }
 
 /// The socket joined `membership`'s chat; its history ends below `before`.
@@ -266,12 +268,12 @@ pub(super) fn entered(
     membership: &Membership,
     before: i64,
 ) {
-    let (Some(recovery), Some(pid), Some(conn)) = (recovery, socket.pid(), conn(socket)) else {
+    let (Some(recovery), Some(pid)) = (recovery, socket.pid()) else {
         return;
     };
     recovery.sessions.entered(
         pid,
-        conn,
+        conn(socket),
         Record {
             sid: socket.id().to_string(),
             eventid: membership.eventid,
@@ -291,8 +293,8 @@ pub(super) fn left(recovery: &Option<Arc<Recovery>>, socket: &Socket) {
 
 /// The socket's connection ended (it may come back).
 pub(super) fn disconnected(recovery: &Option<Arc<Recovery>>, socket: &Socket) {
-    if let (Some(recovery), Some(pid), Some(conn)) = (recovery, socket.pid(), conn(socket)) {
-        recovery.sessions.disconnected(pid, conn);
+    if let (Some(recovery), Some(pid)) = (recovery, socket.pid()) {
+        recovery.sessions.disconnected(pid, conn(socket));
     }
 }
 

@@ -138,11 +138,28 @@ impl MemoryStore {
         };
         let start = chat.messages.partition_point(|m| m.id <= after);
         let end = (start + limit).min(chat.messages.len());
-        let mut page = self.page(chats, eventid, i64::MAX, 0, viewer);
-        page.messages = chat.messages.range(start..end).cloned().collect();
-        page.has_more = end < chat.messages.len();
-        page.reactions = self.reactions_of(chat, &page.messages, viewer);
-        page
+        self.page_of(chat, start..end, end < chat.messages.len(), viewer)
+    }
+
+    /// The messages of `chat` in `range` (positions along its deque), with their reactions and the
+    /// chat's read marks.
+    fn page_of(
+        &self,
+        chat: &ChatLog,
+        range: std::ops::Range<usize>,
+        has_more: bool,
+        viewer: i32,
+    ) -> Page {
+        let messages: Vec<_> = chat.messages.range(range).cloned().collect();
+        let reactions = self.reactions_of(chat, &messages, viewer);
+        let mut reads: Vec<ReadMark> = chat.reads.values().cloned().collect();
+        reads.sort_by_key(|r| r.userid);
+        Page {
+            messages,
+            has_more,
+            reactions,
+            reads,
+        }
     }
 
     fn reactions_of(
@@ -184,16 +201,7 @@ impl MemoryStore {
         // Ids increase along the deque, so the ones below `before` are a prefix.
         let end = chat.messages.partition_point(|m| m.id < before);
         let start = end.saturating_sub(limit);
-        let messages: Vec<_> = chat.messages.range(start..end).cloned().collect();
-        let reactions = self.reactions_of(chat, &messages, viewer);
-        let mut reads: Vec<ReadMark> = chat.reads.values().cloned().collect();
-        reads.sort_by_key(|r| r.userid);
-        Page {
-            messages,
-            has_more: start > 0,
-            reactions,
-            reads,
-        }
+        self.page_of(chat, start..end, start > 0, viewer)
     }
 
     pub fn react(&self, chats: &mut Chats, r: &Reaction) -> Result<Reacted, ChangeError> {

@@ -308,18 +308,18 @@ impl SocketIo {
                 restore.sid,
                 pid,
             ));
-            if !client.add(socket.clone()) {
+            // The socket it replaces may still look connected here (its client noticed the loss
+            // first): it is gone for good.
+            let stale = entry
+                .sockets
+                .as_ref()
+                .and_then(|s| s.get_cloned(socket.id()));
+            if let Some(stale) = stale {
+                stale.disconnect();
+            }
+            if !accept(&entry, &client, &socket) {
                 return;
             }
-            if let Some(sockets) = &entry.sockets {
-                // The socket it replaces may still look connected here (its client noticed the
-                // loss first): it is gone for good.
-                if let Some(stale) = sockets.get_cloned(socket.id()) {
-                    stale.disconnect();
-                }
-                sockets.insert(socket.id().clone(), socket.clone());
-            }
-            send_connect_ok(&socket);
             entry.handler.restored(socket.clone(), restore.state).await;
             // In case the namespace did not (it must not hold the socket's frames forever).
             socket.release(|_| true);
@@ -383,17 +383,25 @@ fn open_socket(entry: &Arc<NamespaceEntry>, client: &Arc<Client>, auth: Option<B
     let auth_raw: Option<&RawValue> = auth.as_deref().and_then(|d| serde_json::from_str(d).ok());
     match entry.handler.connect(&socket, auth_raw) {
         Ok(()) => {
-            if !client.add(socket.clone()) {
-                return;
+            if accept(entry, client, &socket) {
+                entry.handler.connected(&socket);
             }
-            if let Some(sockets) = &entry.sockets {
-                sockets.insert(socket.id().clone(), socket.clone());
-            }
-            send_connect_ok(&socket);
-            entry.handler.connected(&socket);
         }
         Err(refusal) => send_connect_error(client.session(), &entry.name, &refusal),
     }
+}
+
+/// Makes a socket the client's connection to its namespace and tells the client (CONNECT);
+/// `false` (and nothing done) once the client's session has ended.
+fn accept(entry: &NamespaceEntry, client: &Client, socket: &Arc<Socket>) -> bool {
+    if !client.add(socket.clone()) {
+        return false;
+    }
+    if let Some(sockets) = &entry.sockets {
+        sockets.insert(socket.id().clone(), socket.clone());
+    }
+    send_connect_ok(socket);
+    true
 }
 
 /// The `pid` and `offset` of a CONNECT payload, if it has a `pid` (a string, as the official
